@@ -1,0 +1,507 @@
+package runbook
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"regexp"
+	"sort"
+	"strings"
+	"text/template"
+
+	"go.yaml.in/yaml/v3"
+)
+
+// Runbook is a loaded, validated runbook with its parameter values resolved
+// and every step's parameters rendered and type-checked.
+type Runbook struct {
+	Name        string
+	Description string
+	Source      string // what the runbook was written from (free text)
+	File        string // where it was loaded from, for messages
+	Hash        string // sha256 of the file's bytes, recorded in the journal
+	Params      []Param
+	Values      map[string]any // param name -> value (defaults overridden by --set)
+	Phases      map[string][]Step
+	// Secrets holds the values of params marked secret, so that output and
+	// the journal can redact them wherever they were templated in.
+	Secrets []string
+}
+
+// Param is a runbook parameter.
+type Param struct {
+	Name        string
+	Type        Type
+	Default     any
+	Required    bool
+	Description string
+	Secret      bool
+	Line        int
+}
+
+// Step is one step of a phase, ready to execute.
+type Step struct {
+	Phase       string
+	Name        string
+	Action      string
+	Description string
+	Line        int
+	// Params are the rendered, converted values keyed by the action's param
+	// names; an action reads them with the typed getters of Params.
+	Params Params
+	// Unresolved names params whose templates referenced runbook params
+	// without a value; such a step cannot run until they are --set.
+	Unresolved []string
+}
+
+// Where returns "file:line" for messages.
+func (s Step) Where(rb *Runbook) string { return fmt.Sprintf("%s:%d", rb.File, s.Line) }
+
+// Problem is one thing wrong with a runbook, located in its file.
+type Problem struct {
+	File string
+	Line int
+	Msg  string
+}
+
+func (p Problem) String() string {
+	if p.Line > 0 {
+		return fmt.Sprintf("%s:%d: %s", p.File, p.Line, p.Msg)
+	}
+	return fmt.Sprintf("%s: %s", p.File, p.Msg)
+}
+
+// Problems is every problem found; as an error it reads as one line.
+type Problems []Problem
+
+func (ps Problems) Error() string {
+	if len(ps) == 1 {
+		return ps[0].String()
+	}
+	return fmt.Sprintf("%s (and %d more; see `irctl runbook validate`)", ps[0], len(ps)-1)
+}
+
+// Options are the inputs to Load besides the file.
+type Options struct {
+	Catalog  Catalog
+	Set      map[string]string // --set key=value
+	Incident string            // available to templates as {{ .incident }}
+}
+
+// Reserved template names that are not runbook params.
+const incidentKey = "incident"
+
+type doc struct {
+	APIVersion  string               `yaml:"apiVersion"`
+	Kind        string               `yaml:"kind"`
+	Name        string               `yaml:"name"`
+	Description string               `yaml:"description"`
+	Source      string               `yaml:"source"`
+	Params      map[string]paramDoc  `yaml:"params"`
+	Phases      map[string][]stepDoc `yaml:"phases"`
+}
+
+type paramDoc struct {
+	Type        Type   `yaml:"type"`
+	Default     any    `yaml:"default"`
+	Required    bool   `yaml:"required"`
+	Description string `yaml:"description"`
+	Secret      bool   `yaml:"secret"`
+}
+
+type stepDoc struct {
+	Name        string         `yaml:"name"`
+	Action      string         `yaml:"action"`
+	Description string         `yaml:"description"`
+	With        map[string]any `yaml:"with"`
+}
+
+var yamlLine = regexp.MustCompile(`^line (\d+): (.*)$`)
+var unknownField = regexp.MustCompile(`field (\S+) not found in type \S+`)
+
+// Load parses and validates a runbook. Every problem is collected; if there
+// are any, the error is a Problems value (exit code 2 in the CLI). Steps
+// referencing params that have no value are marked Unresolved rather than
+// failing, so a runbook validates without --set; the engine refuses to run
+// such a step.
+func Load(file string, data []byte, o Options) (*Runbook, error) {
+	sum := sha256.Sum256(data)
+	rb := &Runbook{File: file, Hash: hex.EncodeToString(sum[:]), Values: map[string]any{}, Phases: map[string][]Step{}}
+	var ps Problems
+	add := func(line int, format string, args ...any) {
+		ps = append(ps, Problem{File: file, Line: line, Msg: fmt.Sprintf(format, args...)})
+	}
+
+	var root yaml.Node
+	if err := yaml.Unmarshal(data, &root); err != nil {
+		return nil, Problems{yamlProblem(file, err)}
+	}
+	if len(root.Content) == 0 {
+		return nil, Problems{{File: file, Msg: "empty runbook"}}
+	}
+	var d doc
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	dec.KnownFields(true)
+	if err := dec.Decode(&d); err != nil {
+		var te *yaml.TypeError
+		if !errors.As(err, &te) {
+			return nil, Problems{yamlProblem(file, err)}
+		}
+		for _, e := range te.Errors {
+			ps = append(ps, yamlProblem(file, errors.New(e)))
+		}
+	}
+	top := root.Content[0]
+	if d.Kind != "" && d.Kind != "Runbook" {
+		add(valueLine(top, "kind"), "kind is %q, want Runbook", d.Kind)
+	}
+	if d.APIVersion != "" && d.APIVersion != "irctl/v1" {
+		add(valueLine(top, "apiVersion"), "apiVersion is %q, want irctl/v1", d.APIVersion)
+	}
+	if d.Name == "" {
+		add(1, "runbook has no name")
+	}
+	rb.Name, rb.Description, rb.Source = d.Name, d.Description, d.Source
+
+	// Params, in file order.
+	paramsNode := child(top, "params")
+	for _, name := range keysInOrder(paramsNode, sortedKeys(d.Params)) {
+		pd := d.Params[name]
+		line := keyLine(paramsNode, name)
+		p := Param{Name: name, Type: pd.Type, Default: pd.Default, Required: pd.Required, Description: pd.Description, Secret: pd.Secret, Line: line}
+		if p.Type == "" {
+			p.Type = String
+		}
+		if name == incidentKey {
+			add(line, "param name %q is reserved", name)
+			continue
+		}
+		if !runbookParamTypes[p.Type] {
+			add(line, "param %s: unknown type %q (want one of string, int, bool, duration, strings, ints, cidrs, ips)", name, p.Type)
+			continue
+		}
+		if p.Default != nil {
+			v, err := Convert(p.Type, p.Default)
+			if err != nil {
+				add(line, "param %s: default: %v", name, err)
+				continue
+			}
+			rb.Values[name] = v
+		}
+		rb.Params = append(rb.Params, p)
+	}
+	byName := map[string]Param{}
+	for _, p := range rb.Params {
+		byName[p.Name] = p
+	}
+	for _, k := range sortedKeys(o.Set) {
+		p, ok := byName[k]
+		if !ok {
+			add(0, "--set %s: the runbook has no param %q%s", k, k, suggest(k, sortedKeys(byName)))
+			continue
+		}
+		v, err := ParseValue(p.Type, o.Set[k])
+		if err != nil {
+			add(0, "--set %s: %v", k, err)
+			continue
+		}
+		rb.Values[k] = v
+	}
+	for _, p := range rb.Params {
+		if p.Secret {
+			if s, ok := rb.Values[p.Name].(string); ok && s != "" {
+				rb.Secrets = append(rb.Secrets, s)
+			}
+		}
+	}
+	data2 := map[string]any{incidentKey: o.Incident}
+	for k, v := range rb.Values {
+		data2[k] = v
+	}
+
+	// Phases and steps.
+	phasesNode := child(top, "phases")
+	for _, phase := range keysInOrder(phasesNode, sortedKeys(d.Phases)) {
+		phaseLine := keyLine(phasesNode, phase)
+		if !IsPhase(phase) {
+			add(phaseLine, "unknown phase %q (phases: %s)", phase, strings.Join(Phases, ", "))
+			continue
+		}
+		seq := child(phasesNode, phase)
+		seen := map[string]int{}
+		for i, sd := range d.Phases[phase] {
+			var stepNode *yaml.Node
+			if seq != nil && i < len(seq.Content) {
+				stepNode = seq.Content[i]
+			}
+			line := phaseLine
+			if stepNode != nil {
+				line = stepNode.Line
+			}
+			st := Step{Phase: phase, Name: sd.Name, Action: sd.Action, Description: sd.Description, Line: line, Params: Params{}}
+			if st.Name == "" {
+				st.Name = fmt.Sprintf("%s-%d", sd.Action, i+1)
+			}
+			if prev, dup := seen[st.Name]; dup {
+				add(line, "step name %q is used twice in phase %s (first at line %d)", st.Name, phase, prev)
+			}
+			seen[st.Name] = line
+			if sd.Action == "" {
+				add(line, "step %s has no action", st.Name)
+				rb.Phases[phase] = append(rb.Phases[phase], st)
+				continue
+			}
+			spec, ok := o.Catalog.Spec(sd.Action)
+			if !ok {
+				add(valueLine(stepNode, "action"), "step %s: unknown action %q%s (see `irctl actions`)", st.Name, sd.Action, suggest(sd.Action, catalogNames(o.Catalog)))
+				rb.Phases[phase] = append(rb.Phases[phase], st)
+				continue
+			}
+			withNode := child(stepNode, "with")
+			defs := map[string]ParamDef{}
+			for _, pd := range spec.Params {
+				defs[pd.Name] = pd
+			}
+			for _, k := range sortedKeys(sd.With) {
+				kl := keyLine(withNode, k)
+				if kl == 0 {
+					kl = line
+				}
+				pd, ok := defs[k]
+				if !ok {
+					add(kl, "step %s: action %s has no param %q%s", st.Name, sd.Action, k, suggest(k, paramNames(spec)))
+					continue
+				}
+				rendered, missing, err := render(sd.With[k], data2)
+				if err != nil {
+					add(kl, "step %s: param %s: %v", st.Name, k, err)
+					continue
+				}
+				if len(missing) > 0 {
+					st.Unresolved = append(st.Unresolved, missing...)
+					continue
+				}
+				v, err := Convert(pd.Type, rendered)
+				if err != nil {
+					add(kl, "step %s: param %s: %v", st.Name, k, err)
+					continue
+				}
+				st.Params[k] = v
+			}
+			for _, pd := range spec.Params {
+				if _, set := sd.With[pd.Name]; pd.Required && !set {
+					add(line, "step %s: action %s needs param %q", st.Name, sd.Action, pd.Name)
+				}
+			}
+			if spec.Validate != nil && len(st.Unresolved) == 0 {
+				if err := spec.Validate(st.Params); err != nil {
+					add(line, "step %s: %v", st.Name, err)
+				}
+			}
+			sort.Strings(st.Unresolved)
+			st.Unresolved = dedupe(st.Unresolved)
+			rb.Phases[phase] = append(rb.Phases[phase], st)
+		}
+	}
+	if len(ps) > 0 {
+		sort.SliceStable(ps, func(i, j int) bool { return ps[i].Line < ps[j].Line })
+		return rb, ps
+	}
+	return rb, nil
+}
+
+func yamlProblem(file string, err error) Problem {
+	msg := strings.TrimPrefix(err.Error(), "yaml: ")
+	msg = strings.TrimPrefix(msg, "unmarshal errors:\n  ")
+	p := Problem{File: file, Msg: msg}
+	if m := yamlLine.FindStringSubmatch(msg); m != nil {
+		fmt.Sscan(m[1], &p.Line)
+		p.Msg = m[2]
+	}
+	if m := unknownField.FindStringSubmatch(p.Msg); m != nil {
+		p.Msg = fmt.Sprintf("unknown field %q", m[1])
+	}
+	return p
+}
+
+// wholeRef matches a value that is exactly one param reference, which keeps
+// its type (a list stays a list) instead of being rendered to text.
+var wholeRef = regexp.MustCompile(`^\{\{-?\s*\.([A-Za-z_][A-Za-z0-9_]*)\s*-?\}\}$`)
+var anyRef = regexp.MustCompile(`\{\{[^}]*\.([A-Za-z_][A-Za-z0-9_]*)`)
+
+var funcs = template.FuncMap{
+	"join": func(sep string, v any) string {
+		switch x := v.(type) {
+		case []string:
+			return strings.Join(x, sep)
+		default:
+			return fmt.Sprint(v)
+		}
+	},
+}
+
+// render expands templates in every string inside v. It returns the names of
+// referenced params that have no value instead of failing on them.
+func render(v any, data map[string]any) (any, []string, error) {
+	switch x := v.(type) {
+	case string:
+		if !strings.Contains(x, "{{") {
+			return x, nil, nil
+		}
+		var missing []string
+		for _, m := range anyRef.FindAllStringSubmatch(x, -1) {
+			if _, ok := data[m[1]]; !ok {
+				missing = append(missing, m[1])
+			}
+		}
+		if m := wholeRef.FindStringSubmatch(strings.TrimSpace(x)); m != nil && len(missing) == 0 {
+			return data[m[1]], nil, nil
+		}
+		t, err := template.New("").Option("missingkey=error").Funcs(funcs).Parse(x)
+		if err != nil {
+			return nil, nil, fmt.Errorf("bad template: %s", strings.TrimPrefix(err.Error(), "template: :"))
+		}
+		if len(missing) > 0 {
+			return nil, missing, nil
+		}
+		var b strings.Builder
+		if err := t.Execute(&b, data); err != nil {
+			return nil, nil, fmt.Errorf("bad template: %s", strings.TrimPrefix(err.Error(), "template: :"))
+		}
+		return b.String(), nil, nil
+	case []any:
+		out := make([]any, len(x))
+		var missing []string
+		for i, e := range x {
+			r, m, err := render(e, data)
+			if err != nil {
+				return nil, nil, err
+			}
+			out[i], missing = r, append(missing, m...)
+		}
+		return out, missing, nil
+	case map[string]any:
+		out := make(map[string]any, len(x))
+		var missing []string
+		for k, e := range x {
+			r, m, err := render(e, data)
+			if err != nil {
+				return nil, nil, err
+			}
+			out[k], missing = r, append(missing, m...)
+		}
+		return out, missing, nil
+	}
+	return v, nil, nil
+}
+
+func child(n *yaml.Node, key string) *yaml.Node {
+	if n == nil || n.Kind != yaml.MappingNode {
+		return nil
+	}
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		if n.Content[i].Value == key {
+			return n.Content[i+1]
+		}
+	}
+	return nil
+}
+
+func keyLine(n *yaml.Node, key string) int {
+	if n == nil || n.Kind != yaml.MappingNode {
+		return 0
+	}
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		if n.Content[i].Value == key {
+			return n.Content[i].Line
+		}
+	}
+	return 0
+}
+
+func valueLine(n *yaml.Node, key string) int {
+	if c := child(n, key); c != nil {
+		return c.Line
+	}
+	if n != nil {
+		return n.Line
+	}
+	return 0
+}
+
+// keysInOrder returns the keys of a mapping node in file order, falling back
+// to fallback when the node is missing.
+func keysInOrder(n *yaml.Node, fallback []string) []string {
+	if n == nil || n.Kind != yaml.MappingNode {
+		return fallback
+	}
+	var keys []string
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		keys = append(keys, n.Content[i].Value)
+	}
+	return keys
+}
+
+func dedupe(ss []string) []string {
+	out := ss[:0]
+	for i, s := range ss {
+		if i == 0 || s != ss[i-1] {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+type namer interface{ Names() []string }
+
+func catalogNames(c Catalog) []string {
+	if n, ok := c.(namer); ok {
+		return n.Names()
+	}
+	return nil
+}
+
+func paramNames(s Spec) []string {
+	var out []string
+	for _, p := range s.Params {
+		out = append(out, p.Name)
+	}
+	return out
+}
+
+// suggest returns ` (did you mean "x"?)` for the closest candidate within a
+// small edit distance, or "".
+func suggest(got string, candidates []string) string {
+	best, bestD := "", 3
+	for _, c := range candidates {
+		if d := editDistance(got, c); d < bestD {
+			best, bestD = c, d
+		}
+	}
+	if best == "" {
+		return ""
+	}
+	return fmt.Sprintf(" (did you mean %q?)", best)
+}
+
+func editDistance(a, b string) int {
+	prev := make([]int, len(b)+1)
+	cur := make([]int, len(b)+1)
+	for j := range prev {
+		prev[j] = j
+	}
+	for i := 1; i <= len(a); i++ {
+		cur[0] = i
+		for j := 1; j <= len(b); j++ {
+			cost := 1
+			if a[i-1] == b[j-1] {
+				cost = 0
+			}
+			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
+		}
+		prev, cur = cur, prev
+	}
+	return prev[len(b)]
+}
