@@ -1,0 +1,87 @@
+// Package action defines what a runbook step does: an Action plans against
+// the live servers, then applies. Actions never print, prompt or read flags;
+// the engine does that around them.
+package action
+
+import (
+	"context"
+	"encoding/json"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/rs/zerolog"
+
+	"irctl.dev/irctl/internal/kube"
+	"irctl.dev/irctl/internal/runbook"
+)
+
+// DryRun is the --dry-run strategy.
+type DryRun string
+
+// Dry-run strategies, as kubectl names them.
+const (
+	DryRunNone   DryRun = "none"
+	DryRunClient DryRun = "client" // plan only, no server writes
+	DryRunServer DryRun = "server" // writes sent with dryRun=All, SQL rolled back
+)
+
+// Env is what an action may use. Clients are constructed lazily so that
+// a runbook using only SQL never needs a kubeconfig, and vice versa.
+type Env struct {
+	Kube     func() (*kube.Clients, error)
+	DB       func(ctx context.Context) (*pgxpool.Pool, error)
+	DryRun   DryRun
+	Log      zerolog.Logger
+	Now      func() time.Time
+	Incident string
+}
+
+// Plan is what a step will do, resolved against the live servers.
+type Plan struct {
+	Summary  string   `json:"summary"`
+	Targets  []string `json:"targets,omitempty"`
+	Count    int      `json:"count"` // objects or rows that will change
+	Noop     bool     `json:"noop,omitempty"`
+	Warnings []string `json:"warnings,omitempty"`
+	// State carries what Apply needs from planning (never serialised).
+	State any `json:"-"`
+}
+
+// Failure is one target that did not get done.
+type Failure struct {
+	Target string `json:"target"`
+	Error  string `json:"error"`
+}
+
+// Result is what a step did.
+type Result struct {
+	Summary string    `json:"summary"`
+	Changed int       `json:"changed"`
+	Failed  []Failure `json:"failed,omitempty"`
+	// Undo is the action's own record of what it changed, enough for Undo
+	// to reverse it; recorded in the journal.
+	Undo json.RawMessage `json:"undo,omitempty"`
+	// Irreversible says why this change cannot be undone, when it cannot.
+	Irreversible string `json:"irreversible,omitempty"`
+}
+
+// Action is one kind of step.
+type Action interface {
+	Spec() runbook.Spec
+	// Plan resolves targets and counts what will change. It must not change
+	// anything (a rolled-back transaction or a dryRun=All request is fine).
+	Plan(ctx context.Context, env *Env, p runbook.Params) (*Plan, error)
+	// Apply makes the change planned, honouring env.DryRun == DryRunServer.
+	Apply(ctx context.Context, env *Env, p runbook.Params, plan *Plan) (*Result, error)
+}
+
+// Permissioned actions declare the Kubernetes permissions they need, so the
+// engine can check them all before the first write.
+type Permissioned interface {
+	Permissions(p runbook.Params) []kube.Permission
+}
+
+// Undoer actions can reverse what a Result recorded.
+type Undoer interface {
+	Undo(ctx context.Context, env *Env, undo json.RawMessage) (*Result, error)
+}

@@ -1,0 +1,16 @@
+// Package builtin assembles the registry of every action irctl ships.
+package builtin
+
+import (
+	"irctl.dev/irctl/internal/action"
+	"irctl.dev/irctl/internal/action/kubeaction"
+	"irctl.dev/irctl/internal/action/sqlaction"
+)
+
+// Registry returns a registry of all built-in actions.
+func Registry() *action.Registry {
+	return action.NewRegistry(
+		kubeaction.Label{},
+		sqlaction.Exec{},
+	)
+}

@@ -1,0 +1,100 @@
+// Package db opens irctl's PostgreSQL pool and runs writes in transactions
+// that are committed, or rolled back for a server-side dry run.
+package db
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
+)
+
+// LockTimeout bounds how long an irctl write waits for a row lock held by
+// the application, so a responder is told instead of hanging.
+const LockTimeout = "10s"
+
+// Open connects using url, or, when url is empty, libpq's PG* environment
+// variables. It pings so that an unreachable server fails here, in one line
+// that never contains the password.
+func Open(ctx context.Context, url, appName string) (*pgxpool.Pool, error) {
+	cfg, err := pgxpool.ParseConfig(url)
+	if err != nil {
+		// pgx's parse errors redact the password, but keep ours shorter.
+		return nil, fmt.Errorf("database URL: %s", lastPart(err.Error()))
+	}
+	if url == "" && os.Getenv("PGHOST") == "" && os.Getenv("PGDATABASE") == "" {
+		return nil, errors.New("no database configured: pass --database-url or set IRCTL_DATABASE_URL (or libpq's PG* variables)")
+	}
+	cfg.ConnConfig.RuntimeParams["application_name"] = appName
+	cfg.ConnConfig.ConnectTimeout = 10 * time.Second
+	cfg.MaxConns = 8
+	pool, err := pgxpool.NewWithConfig(ctx, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("database %s: %s", Where(cfg.ConnConfig), lastPart(err.Error()))
+	}
+	pctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+	defer cancel()
+	if err := pool.Ping(pctx); err != nil {
+		pool.Close()
+		return nil, fmt.Errorf("database %s is unreachable: %s", Where(cfg.ConnConfig), lastPart(err.Error()))
+	}
+	return pool, nil
+}
+
+// Where names a database without credentials: user@host:port/db.
+func Where(c *pgx.ConnConfig) string {
+	return fmt.Sprintf("%s@%s:%d/%s", c.User, c.Host, c.Port, c.Database)
+}
+
+func lastPart(msg string) string {
+	if i := strings.LastIndex(msg, ": "); i > 0 {
+		// Keep "dial error (...)" style tails but drop the nested prefixes.
+		tail := msg[i+2:]
+		if len(tail) > 12 {
+			return tail
+		}
+	}
+	return msg
+}
+
+// InTx runs fn in a transaction with a lock timeout. When commit is false
+// (server-side dry run, or planning) the transaction is rolled back, so
+// nothing changes but the counts are the server's own.
+func InTx(ctx context.Context, pool *pgxpool.Pool, commit bool, fn func(pgx.Tx) error) error {
+	tx, err := pool.BeginTx(ctx, pgx.TxOptions{})
+	if err != nil {
+		return err
+	}
+	// Rollback after Commit is a no-op; it also ends the transaction when
+	// fn fails or ctx is canceled, so no session is left idle in transaction.
+	defer tx.Rollback(context.WithoutCancel(ctx))
+	if _, err := tx.Exec(ctx, "SET LOCAL lock_timeout = '"+LockTimeout+"'"); err != nil {
+		return err
+	}
+	if err := fn(tx); err != nil {
+		return err
+	}
+	if !commit {
+		return tx.Rollback(ctx)
+	}
+	return tx.Commit(ctx)
+}
+
+// Describe turns a PostgreSQL error into one line with its SQLSTATE.
+func Describe(err error) string {
+	var pe *pgconn.PgError
+	if errors.As(err, &pe) {
+		s := fmt.Sprintf("%s (SQLSTATE %s)", pe.Message, pe.Code)
+		if pe.Position > 0 {
+			s += fmt.Sprintf(" at character %d", pe.Position)
+		}
+		return s
+	}
+	return err.Error()
+}

@@ -1,0 +1,307 @@
+// Package incident keeps an incident's state on disk: its metadata and an
+// append-only, fsync'd JSON-lines journal that is the single record of what
+// irctl intended and did. Directories are 0700 and files 0600 whatever the
+// umask, because a journal names targets an attacker would like to know.
+package incident
+
+import (
+	"bufio"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"os/user"
+	"path/filepath"
+	"regexp"
+	"sort"
+	"time"
+)
+
+// Severities accepted by declare: P0 is the seed's "Critical (P0)", P1–P4
+// the cluster runbook's classification.
+var Severities = []string{"P0", "P1", "P2", "P3", "P4"}
+
+// Incident is an open incident's metadata (incident.json).
+type Incident struct {
+	ID         string    `json:"id"`
+	Title      string    `json:"title"`
+	Severity   string    `json:"severity"`
+	DeclaredAt time.Time `json:"declared_at"`
+	DeclaredBy string    `json:"declared_by"`
+
+	dir string
+}
+
+// Dir is the incident's directory.
+func (i *Incident) Dir() string { return i.dir }
+
+// JournalPath is the journal file.
+func (i *Incident) JournalPath() string { return filepath.Join(i.dir, "journal.jsonl") }
+
+var idPattern = regexp.MustCompile(`^SEC-\d{8}-\d{3}$`)
+
+// Declare opens a new incident in stateDir with the next free ID for the
+// day, like SEC-20261122-001. Creating the directory with Mkdir is the
+// claim, so two responders declaring at once get different IDs.
+func Declare(stateDir, severity, title, operator string, now time.Time) (*Incident, error) {
+	if !validSeverity(severity) {
+		return nil, fmt.Errorf("severity %q: want one of P0, P1, P2, P3, P4", severity)
+	}
+	if title == "" {
+		return nil, errors.New("an incident needs a --title")
+	}
+	if err := MkdirPrivate(stateDir); err != nil {
+		return nil, err
+	}
+	day := now.UTC().Format("20060102")
+	for n := 1; n <= 999; n++ {
+		id := fmt.Sprintf("SEC-%s-%03d", day, n)
+		dir := filepath.Join(stateDir, id)
+		err := os.Mkdir(dir, 0o700)
+		if errors.Is(err, fs.ErrExist) {
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		if err := os.Chmod(dir, 0o700); err != nil {
+			return nil, err
+		}
+		inc := &Incident{ID: id, Title: title, Severity: severity, DeclaredAt: now.UTC(), DeclaredBy: operator, dir: dir}
+		b, _ := json.MarshalIndent(inc, "", "  ")
+		if err := WriteFileOnce(filepath.Join(dir, "incident.json"), append(b, '\n')); err != nil {
+			return nil, err
+		}
+		return inc, nil
+	}
+	return nil, fmt.Errorf("999 incidents already declared on %s", day)
+}
+
+// Open loads an existing incident.
+func Open(stateDir, id string) (*Incident, error) {
+	if !idPattern.MatchString(id) {
+		return nil, fmt.Errorf("incident ID %q: want the form SEC-YYYYMMDD-NNN", id)
+	}
+	dir := filepath.Join(stateDir, id)
+	b, err := os.ReadFile(filepath.Join(dir, "incident.json"))
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("incident %s not found in %s (declare it with `irctl declare`)", id, stateDir)
+	}
+	if err != nil {
+		return nil, err
+	}
+	var inc Incident
+	if err := json.Unmarshal(b, &inc); err != nil {
+		return nil, fmt.Errorf("%s: %w", filepath.Join(dir, "incident.json"), err)
+	}
+	inc.dir = dir
+	return &inc, nil
+}
+
+// List returns the IDs of the incidents in stateDir, oldest first.
+func List(stateDir string) ([]string, error) {
+	entries, err := os.ReadDir(stateDir)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	var ids []string
+	for _, e := range entries {
+		if e.IsDir() && idPattern.MatchString(e.Name()) {
+			ids = append(ids, e.Name())
+		}
+	}
+	sort.Strings(ids)
+	return ids, nil
+}
+
+func validSeverity(s string) bool {
+	for _, v := range Severities {
+		if v == s {
+			return true
+		}
+	}
+	return false
+}
+
+// Operator names the person running irctl: OS user and host.
+func Operator() string {
+	name := "unknown"
+	if u, err := user.Current(); err == nil {
+		name = u.Username
+	}
+	host, _ := os.Hostname()
+	if host == "" {
+		return name
+	}
+	return name + "@" + host
+}
+
+// MkdirPrivate creates dir (and parents) and makes it 0700.
+func MkdirPrivate(dir string) error {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return err
+	}
+	return os.Chmod(dir, 0o700)
+}
+
+// WriteFileOnce writes a new file (never overwriting) as 0600 through a
+// temporary file, fsync and rename, so a crash leaves either nothing or the
+// whole file.
+func WriteFileOnce(path string, data []byte) error {
+	if _, err := os.Lstat(path); err == nil {
+		return fmt.Errorf("%s already exists; refusing to overwrite", path)
+	}
+	tmp, err := os.CreateTemp(filepath.Dir(path), ".tmp-*")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(tmp.Name())
+	if err := tmp.Chmod(0o600); err != nil {
+		tmp.Close()
+		return err
+	}
+	if _, err := tmp.Write(data); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Sync(); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Close(); err != nil {
+		return err
+	}
+	// Link fails if path appeared meanwhile, unlike Rename: written once.
+	if err := os.Link(tmp.Name(), path); err != nil {
+		return err
+	}
+	return syncDir(filepath.Dir(path))
+}
+
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	return d.Sync()
+}
+
+// Record kinds in the journal.
+const (
+	KindIntent      = "intent"      // about to apply a step
+	KindOutcome     = "outcome"     // what the step did (or its error)
+	KindPlanned     = "planned"     // client dry run: planned only
+	KindNoop        = "noop"        // nothing to change
+	KindDeclined    = "declined"    // the operator said no, or no terminal and no --yes
+	KindInterrupted = "interrupted" // SIGINT during the step
+	KindUndo        = "undo"        // an undo of an earlier outcome
+)
+
+// Record is one journal line.
+type Record struct {
+	Time         time.Time       `json:"time"`
+	Kind         string          `json:"kind"`
+	Incident     string          `json:"incident"`
+	Operator     string          `json:"operator"`
+	Runbook      string          `json:"runbook,omitempty"`
+	RunbookHash  string          `json:"runbook_hash,omitempty"`
+	Phase        string          `json:"phase,omitempty"`
+	Step         string          `json:"step,omitempty"`
+	Action       string          `json:"action,omitempty"`
+	DryRun       string          `json:"dry_run,omitempty"`
+	Params       map[string]any  `json:"params,omitempty"`
+	Plan         string          `json:"plan,omitempty"`
+	PlanCount    *int            `json:"plan_count,omitempty"`
+	Result       string          `json:"result,omitempty"`
+	Changed      *int            `json:"changed,omitempty"`
+	Failed       json.RawMessage `json:"failed,omitempty"`
+	Undo         json.RawMessage `json:"undo,omitempty"`
+	Irreversible string          `json:"irreversible,omitempty"`
+	Error        string          `json:"error,omitempty"`
+	// Seq numbers records within the journal; Undoes points at the Seq of
+	// the outcome an undo reversed.
+	Seq    int `json:"seq"`
+	Undoes int `json:"undoes,omitempty"`
+}
+
+// Journal appends records to an incident's journal.
+type Journal struct {
+	path string
+	seq  int
+}
+
+// Journal opens the incident's journal for appending.
+func (i *Incident) Journal() (*Journal, error) {
+	recs, err := ReadJournal(i.JournalPath())
+	if err != nil {
+		return nil, err
+	}
+	j := &Journal{path: i.JournalPath()}
+	if n := len(recs); n > 0 {
+		j.seq = recs[n-1].Seq
+	}
+	return j, nil
+}
+
+// Append writes r as one line and fsyncs before returning: a record that
+// Append returned for is on disk.
+func (j *Journal) Append(r Record) (Record, error) {
+	j.seq++
+	r.Seq = j.seq
+	if r.Time.IsZero() {
+		r.Time = time.Now()
+	}
+	r.Time = r.Time.UTC()
+	b, err := json.Marshal(r)
+	if err != nil {
+		return r, err
+	}
+	f, err := os.OpenFile(j.path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600)
+	if err != nil {
+		return r, err
+	}
+	defer f.Close()
+	if err := f.Chmod(0o600); err != nil {
+		return r, err
+	}
+	if _, err := f.Write(append(b, '\n')); err != nil {
+		return r, err
+	}
+	return r, f.Sync()
+}
+
+// ReadJournal reads every record; a missing journal is empty. A torn last
+// line (a crash mid-write) is ignored, anything else malformed is an error.
+func ReadJournal(path string) ([]Record, error) {
+	f, err := os.Open(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	var recs []Record
+	sc := bufio.NewScanner(f)
+	sc.Buffer(make([]byte, 1024*1024), 64*1024*1024)
+	line := 0
+	var pending error
+	for sc.Scan() {
+		line++
+		if pending != nil {
+			return nil, pending
+		}
+		var r Record
+		if err := json.Unmarshal(sc.Bytes(), &r); err != nil {
+			pending = fmt.Errorf("%s:%d: corrupt journal record: %v", path, line, err)
+			continue
+		}
+		recs = append(recs, r)
+	}
+	return recs, sc.Err()
+}

@@ -1,0 +1,166 @@
+// Package kube builds irctl's Kubernetes clients (raised rate limits, a user
+// agent, field manager "irctl") and checks permissions before any write.
+package kube
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/url"
+	"sort"
+	"strings"
+	"time"
+
+	authorizationv1 "k8s.io/api/authorization/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/dynamic"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+)
+
+// FieldManager is the field manager of every irctl write.
+const FieldManager = "irctl"
+
+// Client-side rate limits. client-go's default of 5 QPS would make
+// quarantining a few thousand pods take minutes; the API server's own
+// priority and fairness still protects it.
+const (
+	QPS   = 500
+	Burst = 1000
+)
+
+// Clients bundles the clients an action may need.
+type Clients struct {
+	Config  *rest.Config
+	Core    kubernetes.Interface
+	Dynamic dynamic.Interface
+}
+
+// NewClients builds clients from cfg with irctl's rate limits and user agent.
+func NewClients(cfg *rest.Config, userAgent string) (*Clients, error) {
+	cfg = rest.CopyConfig(cfg)
+	cfg.QPS, cfg.Burst = QPS, Burst
+	if cfg.Timeout == 0 {
+		cfg.Timeout = 60 * time.Second
+	}
+	cfg.UserAgent = userAgent
+	core, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		return nil, err
+	}
+	dyn, err := dynamic.NewForConfig(cfg)
+	if err != nil {
+		return nil, err
+	}
+	return &Clients{Config: cfg, Core: core, Dynamic: dyn}, nil
+}
+
+// Ping checks that the API server answers, with a short timeout, and turns
+// a connection failure into one line naming the server.
+func (c *Clients) Ping(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	_, err := c.Core.Discovery().RESTClient().Get().AbsPath("/version").Do(ctx).Raw()
+	if err != nil {
+		return fmt.Errorf("kubernetes API server %s is unreachable: %s", c.Config.Host, Short(err))
+	}
+	return nil
+}
+
+// Short reduces client-go's nested errors to their most useful line.
+func Short(err error) string {
+	var ue *url.Error
+	if errors.As(err, &ue) {
+		var oe *net.OpError
+		if errors.As(ue.Err, &oe) {
+			return oe.Err.Error()
+		}
+		return ue.Err.Error()
+	}
+	if s := apierrors.ReasonForError(err); s != metav1.StatusReasonUnknown {
+		return err.Error()
+	}
+	msg := err.Error()
+	if i := strings.LastIndex(msg, ": "); i > 0 && len(msg) > 200 {
+		return msg[i+2:]
+	}
+	return msg
+}
+
+// Permission is one verb on one resource that a plan needs.
+type Permission struct {
+	Verb        string
+	Group       string
+	Resource    string
+	Subresource string
+	Namespace   string // "" for cluster-scoped or all namespaces
+}
+
+func (p Permission) String() string {
+	r := p.Resource
+	if p.Group != "" {
+		r += "." + p.Group
+	}
+	if p.Subresource != "" {
+		r += "/" + p.Subresource
+	}
+	where := "cluster-wide"
+	if p.Namespace != "" {
+		where = "in namespace " + p.Namespace
+	}
+	return fmt.Sprintf("%s %s %s", p.Verb, r, where)
+}
+
+// Denied is returned by Preflight when permissions are missing.
+type Denied struct {
+	Missing []Permission
+}
+
+func (d *Denied) Error() string {
+	parts := make([]string, len(d.Missing))
+	for i, p := range d.Missing {
+		parts[i] = p.String()
+	}
+	return "permission preflight: not allowed to " + strings.Join(parts, "; ")
+}
+
+// Preflight asks the API server, with one SelfSubjectAccessReview per
+// distinct permission, whether the current identity may do everything
+// needed. It returns *Denied listing what is missing.
+func (c *Clients) Preflight(ctx context.Context, perms []Permission) error {
+	seen := map[Permission]bool{}
+	var missing []Permission
+	for _, p := range perms {
+		if seen[p] {
+			continue
+		}
+		seen[p] = true
+		review := &authorizationv1.SelfSubjectAccessReview{Spec: authorizationv1.SelfSubjectAccessReviewSpec{
+			ResourceAttributes: &authorizationv1.ResourceAttributes{
+				Namespace: p.Namespace, Verb: p.Verb, Group: p.Group, Resource: p.Resource, Subresource: p.Subresource,
+			},
+		}}
+		res, err := c.Core.AuthorizationV1().SelfSubjectAccessReviews().Create(ctx, review, metav1.CreateOptions{})
+		if err != nil {
+			return fmt.Errorf("permission preflight (%s): %s", p, Short(err))
+		}
+		if !res.Status.Allowed {
+			missing = append(missing, p)
+		}
+	}
+	if len(missing) > 0 {
+		sort.Slice(missing, func(i, j int) bool { return missing[i].String() < missing[j].String() })
+		return &Denied{Missing: missing}
+	}
+	return nil
+}
+
+// DryRunOpt returns the dryRun option value for API writes.
+func DryRunOpt(server bool) []string {
+	if server {
+		return []string{metav1.DryRunAll}
+	}
+	return nil
+}
