@@ -1,0 +1,408 @@
+// Package sandbox runs a disposable copy of the demo platform irctl's
+// runbooks act on: a real etcd and kube-apiserver (through envtest) and a
+// real PostgreSQL server, all on 127.0.0.1, optionally seeded with the
+// "llm-orchestrator" workload, its database and a simulated attack.
+//
+// Tests use it through package sandboxtest; `irctl sandbox up|down` runs it
+// in the background through Up, Serve and Down.
+//
+// There is no kubelet, controller-manager or scheduler: objects that
+// controllers would create (ReplicaSets, pods, ServiceAccounts) and statuses
+// they would report are written by the seed itself, deleting a Deployment
+// does not cascade, and nothing recreates a deleted pod.
+package sandbox
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/go-logr/logr"
+	"golang.org/x/sync/errgroup"
+	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
+	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
+	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
+	"k8s.io/utils/ptr"
+	"sigs.k8s.io/controller-runtime/pkg/envtest"
+	ctrllog "sigs.k8s.io/controller-runtime/pkg/log"
+
+	"irctl.dev/irctl"
+)
+
+// EnvBins names the directory holding kube-apiserver and etcd, overriding
+// the search of DefaultBinDir.
+const EnvBins = "IRCTL_SANDBOX_BINS"
+
+// Options configures Start.
+type Options struct {
+	// BinDir holds kube-apiserver and etcd; "" means DefaultBinDir().
+	BinDir string
+	// Dir is the state directory (created 0700 if missing), where Start
+	// writes kubeconfig and env (both 0600; env is sourceable: export
+	// KUBECONFIG=...; export IRCTL_DATABASE_URL=...). "" means a temporary
+	// directory that Stop removes.
+	Dir string
+	// Seed seeds the demo platform: Kubernetes objects and database rows.
+	// The database schema is created either way.
+	Seed bool
+	// Log receives progress lines; nil discards them.
+	Log io.Writer
+}
+
+// Sandbox is a running sandbox. Stop it to end its processes and delete
+// their data.
+type Sandbox struct {
+	RESTConfig       *rest.Config // admin (system:masters), 1000 QPS
+	KubeconfigPath   string       // Dir/kubeconfig, for the admin user
+	DatabaseURL      string       // the application role: postgres://orchestrator:PASS@127.0.0.1:PORT/orchestrator?sslmode=disable
+	AdminDatabaseURL string       // the superuser postgres (password auth) on the same server
+	DBPassword       string       // the orchestrator role's password, also in Secret orchestrator-db
+
+	env      *envtest.Environment
+	pg       *postgresServer
+	kubeDir  string // etcd's data, kube-apiserver's certificates, their logs
+	ownDir   string // the state dir, when Start made it
+	stopOnce sync.Once
+	stopErr  error
+}
+
+// DefaultBinDir returns where the sandbox's kube-apiserver and etcd are
+// looked for: $IRCTL_SANDBOX_BINS if set; else the bin directory beside the
+// running executable's directory (<dir>/../bin, as in a checkout where
+// `make` puts irctl and the sandbox binaries in ./bin) if it has
+// kube-apiserver; else ./bin relative to the working directory, made
+// absolute.
+func DefaultBinDir() string {
+	if d := os.Getenv(EnvBins); d != "" {
+		return d
+	}
+	if exe, err := os.Executable(); err == nil {
+		if exe, err = filepath.EvalSymlinks(exe); err == nil {
+			d := filepath.Join(filepath.Dir(exe), "..", "bin")
+			if checkExecutable(filepath.Join(d, "kube-apiserver")) == nil {
+				return d
+			}
+		}
+	}
+	if d, err := filepath.Abs("bin"); err == nil {
+		return d
+	}
+	return "bin"
+}
+
+// CheckBins reports whether everything the sandbox runs is installed:
+// kube-apiserver and etcd in binDir, and PostgreSQL's initdb and postgres
+// (see EnvPGBin). The error names the missing binary and how to get it.
+func CheckBins(binDir string) error {
+	for _, name := range []string{"kube-apiserver", "etcd"} {
+		if err := checkExecutable(filepath.Join(binDir, name)); err != nil {
+			return fmt.Errorf("sandbox binary %s is missing (%v): run `make sandbox-bins`, or set $%s to a directory holding kube-apiserver and etcd",
+				name, err, EnvBins)
+		}
+	}
+	_, err := pgBinDir()
+	return err
+}
+
+func checkExecutable(path string) error {
+	fi, err := os.Stat(path)
+	if err != nil {
+		return err
+	}
+	if fi.IsDir() || fi.Mode().Perm()&0o111 == 0 {
+		return fmt.Errorf("%s is not an executable file", path)
+	}
+	return nil
+}
+
+// quietControllerRuntime silences controller-runtime's logger, which only
+// envtest uses here: unset, it prints a warning with a stack trace to
+// stderr on the first log call made 30s after the process started.
+var quietControllerRuntime sync.Once
+
+// Start starts etcd, kube-apiserver and PostgreSQL, seeds them if o.Seed,
+// and writes the state files. On error it stops whatever it started.
+func Start(ctx context.Context, o Options) (_ *Sandbox, err error) {
+	began := time.Now()
+	if err := checkPlatform(); err != nil {
+		return nil, err
+	}
+	logf := newLogf(o.Log)
+	binDir := o.BinDir
+	if binDir == "" {
+		binDir = DefaultBinDir()
+	}
+	if err := CheckBins(binDir); err != nil {
+		return nil, err
+	}
+	quietControllerRuntime.Do(func() { ctrllog.SetLogger(logr.Discard()) })
+
+	s := &Sandbox{DBPassword: randomHex(16)}
+	defer func() {
+		if err != nil {
+			_ = s.Stop()
+		}
+	}()
+	dir := o.Dir
+	if dir == "" {
+		if dir, err = os.MkdirTemp("", "irctl-sandbox-"); err != nil {
+			return nil, err
+		}
+		s.ownDir = dir
+	} else if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, err
+	}
+	if dir, err = filepath.Abs(dir); err != nil {
+		return nil, err
+	}
+	if s.kubeDir, err = os.MkdirTemp("", "irctl-kube-"); err != nil {
+		return nil, err
+	}
+
+	// PostgreSQL (initdb especially) starts while the control plane does.
+	logf("starting etcd and kube-apiserver...")
+	logf("starting postgres...")
+	var pgErr error
+	pgDone := make(chan struct{})
+	go func() {
+		defer close(pgDone)
+		s.pg, pgErr = startPostgres(ctx)
+	}()
+	kubeErr := s.startKube(binDir)
+	<-pgDone
+	if err := errors.Join(kubeErr, pgErr); err != nil {
+		return nil, err
+	}
+	logf("kube-apiserver ready at %s", s.RESTConfig.Host)
+	logf("postgres ready on 127.0.0.1:%d", s.pg.port)
+
+	s.AdminDatabaseURL = s.pg.adminURL()
+	s.DatabaseURL = pgURL(dbRole, s.DBPassword, s.pg.port, dbName)
+	if o.Seed {
+		logf("seeding the demo platform...")
+	}
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error {
+		if err := createAppDatabase(gctx, s.AdminDatabaseURL, s.DatabaseURL, s.DBPassword, o.Seed); err != nil {
+			return fmt.Errorf("creating database %s: %w", dbName, err)
+		}
+		return nil
+	})
+	if o.Seed {
+		g.Go(func() error { return seedKube(gctx, s.RESTConfig, s.DBPassword) })
+	}
+	if err := g.Wait(); err != nil {
+		return nil, err
+	}
+	if err := s.writeFiles(dir); err != nil {
+		return nil, err
+	}
+	logf("sandbox ready in %s: export KUBECONFIG=%s", time.Since(began).Round(100*time.Millisecond), s.KubeconfigPath)
+	return s, nil
+}
+
+func (s *Sandbox) startKube(binDir string) error {
+	crds, err := loadCRDs()
+	if err != nil {
+		return err
+	}
+	apiLog, err := os.Create(filepath.Join(s.kubeDir, "kube-apiserver.log"))
+	if err != nil {
+		return err
+	}
+	defer apiLog.Close() // the child process keeps its own descriptor
+	etcdLog, err := os.Create(filepath.Join(s.kubeDir, "etcd.log"))
+	if err != nil {
+		return err
+	}
+	defer etcdLog.Close()
+	s.env = &envtest.Environment{
+		ControlPlane: envtest.ControlPlane{
+			// Explicit paths, so that $KUBEBUILDER_ASSETS and $TEST_ASSET_*
+			// cannot swap in other binaries (envtest never downloads unless
+			// asked to). Explicit directories, which Stop removes: envtest
+			// leaks the certificate directory of a failed start attempt.
+			APIServer: &envtest.APIServer{
+				Path:    filepath.Join(binDir, "kube-apiserver"),
+				CertDir: filepath.Join(s.kubeDir, "apiserver"),
+				Out:     apiLog, Err: apiLog,
+			},
+			Etcd: &envtest.Etcd{
+				Path:    filepath.Join(binDir, "etcd"),
+				DataDir: filepath.Join(s.kubeDir, "etcd"),
+				Out:     etcdLog, Err: etcdLog,
+			},
+		},
+		BinaryAssetsDirectory: binDir,
+		// $USE_EXISTING_CLUSTER must never point the seed at a real
+		// cluster.
+		UseExistingCluster:       ptr.To(false),
+		CRDs:                     crds,
+		ControlPlaneStartTimeout: 60 * time.Second,
+		ControlPlaneStopTimeout:  30 * time.Second,
+	}
+	for _, d := range []string{s.env.ControlPlane.APIServer.CertDir, s.env.ControlPlane.Etcd.DataDir} {
+		if err := os.Mkdir(d, 0o700); err != nil {
+			return err
+		}
+	}
+	cfg, err := s.env.Start()
+	if err != nil {
+		// envtest names the process that failed; quote its log.
+		log := apiLog.Name()
+		if strings.Contains(err.Error(), "process etcd") {
+			log = etcdLog.Name()
+		}
+		out, _ := os.ReadFile(log)
+		return fmt.Errorf("starting etcd and kube-apiserver: %w\n--- end of %s:\n%s", err, filepath.Base(log), tail(out, 15))
+	}
+	s.RESTConfig = cfg
+	return nil
+}
+
+// loadCRDs decodes testdata/sandbox/crds/*.yaml from irctl.SandboxSeed.
+func loadCRDs() ([]*apiextensionsv1.CustomResourceDefinition, error) {
+	const dir = "testdata/sandbox/crds"
+	entries, err := fs.ReadDir(irctl.SandboxSeed, dir)
+	if err != nil {
+		return nil, err
+	}
+	var crds []*apiextensionsv1.CustomResourceDefinition
+	for _, e := range entries {
+		if !strings.HasSuffix(e.Name(), ".yaml") {
+			continue
+		}
+		data, err := irctl.SandboxSeed.ReadFile(dir + "/" + e.Name())
+		if err != nil {
+			return nil, err
+		}
+		dec := utilyaml.NewYAMLOrJSONDecoder(bytes.NewReader(data), 4096)
+		for {
+			crd := &apiextensionsv1.CustomResourceDefinition{}
+			if err := dec.Decode(crd); errors.Is(err, io.EOF) {
+				break
+			} else if err != nil {
+				return nil, fmt.Errorf("%s: %w", e.Name(), err)
+			}
+			if crd.Name != "" { // skip empty documents
+				crds = append(crds, crd)
+			}
+		}
+	}
+	return crds, nil
+}
+
+// writeFiles writes dir/kubeconfig and dir/env.
+func (s *Sandbox) writeFiles(dir string) error {
+	const name = "irctl-sandbox"
+	kc := clientcmdapi.NewConfig()
+	kc.Clusters[name] = &clientcmdapi.Cluster{Server: s.RESTConfig.Host, CertificateAuthorityData: s.RESTConfig.CAData}
+	kc.AuthInfos[name+"-admin"] = &clientcmdapi.AuthInfo{
+		ClientCertificateData: s.RESTConfig.CertData,
+		ClientKeyData:         s.RESTConfig.KeyData,
+	}
+	kc.Contexts[name] = &clientcmdapi.Context{Cluster: name, AuthInfo: name + "-admin", Namespace: DemoNamespace}
+	kc.CurrentContext = name
+	data, err := clientcmd.Write(*kc)
+	if err != nil {
+		return err
+	}
+	s.KubeconfigPath = filepath.Join(dir, "kubeconfig")
+	if err := writeFileAtomic(s.KubeconfigPath, data); err != nil {
+		return err
+	}
+	env := fmt.Sprintf("# irctl sandbox: source this file (. %s) to point kubectl, psql and irctl at it.\n"+
+		"export KUBECONFIG=%s\nexport IRCTL_DATABASE_URL=%s\n",
+		shellQuote(filepath.Join(dir, "env")), shellQuote(s.KubeconfigPath), shellQuote(s.DatabaseURL))
+	return writeFileAtomic(filepath.Join(dir, "env"), []byte(env))
+}
+
+// AddKubeUser returns a config authenticating as a new user with the given
+// groups and no RBAC grants beyond those of system:authenticated.
+func (s *Sandbox) AddKubeUser(name string, groups []string) (*rest.Config, error) {
+	u, err := s.env.AddUser(envtest.User{Name: name, Groups: groups}, &rest.Config{QPS: 1000, Burst: 2000})
+	if err != nil {
+		return nil, err
+	}
+	return u.Config(), nil
+}
+
+// Stop stops kube-apiserver, etcd and PostgreSQL and deletes their data.
+// Files written to a caller-given Options.Dir stay. Calling it again
+// returns the first call's result.
+func (s *Sandbox) Stop() error {
+	s.stopOnce.Do(func() {
+		var kubeErr, pgErr error
+		var wg sync.WaitGroup
+		if s.env != nil {
+			wg.Go(func() { kubeErr = s.env.Stop() })
+		}
+		if s.pg != nil {
+			wg.Go(func() { pgErr = s.pg.stop() })
+		}
+		wg.Wait()
+		errs := []error{kubeErr, pgErr}
+		for _, d := range []string{s.kubeDir, s.ownDir} {
+			if d != "" {
+				errs = append(errs, os.RemoveAll(d))
+			}
+		}
+		s.stopErr = errors.Join(errs...)
+	})
+	return s.stopErr
+}
+
+// newLogf returns a printf to w (nil: discard) that is safe for concurrent
+// use.
+func newLogf(w io.Writer) func(format string, args ...any) {
+	if w == nil {
+		return func(string, ...any) {}
+	}
+	var mu sync.Mutex
+	return func(format string, args ...any) {
+		mu.Lock()
+		defer mu.Unlock()
+		fmt.Fprintf(w, format+"\n", args...)
+	}
+}
+
+// writeFileAtomic writes data to path with mode 0600, replacing any file
+// there (whatever its mode) without readers ever seeing part of it.
+func writeFileAtomic(path string, data []byte) error {
+	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(f.Name()) // fails harmlessly after the rename
+	if _, err := f.Write(data); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	return os.Rename(f.Name(), path)
+}
+
+// shellQuote quotes s for POSIX shells.
+func shellQuote(s string) string {
+	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
+}
+
+func randomHex(n int) string {
+	b := make([]byte, n)
+	_, _ = rand.Read(b) // never fails: it crashes the program instead
+	return hex.EncodeToString(b)
+}
