@@ -27,7 +27,7 @@ type Runbook struct {
 	Phases      map[string][]Step
 	// Secrets holds the values of params marked secret, so that output and
 	// the journal can redact them wherever they were templated in.
-	Secrets []string
+	Secrets []string `json:"-"`
 }
 
 // Param is a runbook parameter.

@@ -1,0 +1,313 @@
+package cli
+
+import (
+	"encoding/json"
+	"fmt"
+	"io/fs"
+	"path"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	irctl "irctl.dev/irctl"
+	"irctl.dev/irctl/internal/exitcode"
+	"irctl.dev/irctl/internal/incident"
+	"irctl.dev/irctl/internal/runbook"
+)
+
+func (f *factory) printJSON(v any) error {
+	enc := json.NewEncoder(f.io.Out)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}
+
+func newDeclareCmd(f *factory) *cobra.Command {
+	var severity, title string
+	cmd := &cobra.Command{
+		Use:   "declare --severity P0..P4 --title TEXT",
+		Short: "Open an incident and print its ID",
+		Long: `Opens an incident in the state directory (./incidents/<ID>/ by default) and
+prints its ID on stdout, e.g. SEC-20261122-001. Pass it to later commands
+with --incident or IRCTL_INCIDENT.
+
+Severities: P0/P1 critical (active breach), P2 high (unauthorized access),
+P3 medium (suspicious activity), P4 low (failed logins).`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			inc, err := incident.Declare(f.stateDir, severity, title, incident.Operator(), time.Now())
+			if err != nil {
+				return exitcode.Wrap(exitcode.Usage, err)
+			}
+			if f.output == "json" {
+				return f.printJSON(inc)
+			}
+			fmt.Fprintln(f.io.Out, inc.ID)
+			fmt.Fprintf(f.io.ErrOut, "declared %s (%s) in %s; export IRCTL_INCIDENT=%s\n", inc.ID, inc.Severity, inc.Dir(), inc.ID)
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&severity, "severity", "", "P0, P1, P2, P3 or P4 (required)")
+	cmd.Flags().StringVar(&title, "title", "", "one-line description (required)")
+	_ = cmd.MarkFlagRequired("severity")
+	_ = cmd.MarkFlagRequired("title")
+	return cmd
+}
+
+func newRunbookCmd(f *factory) *cobra.Command {
+	cmd := &cobra.Command{Use: "runbook", Short: "List, show and validate runbooks"}
+	cmd.AddCommand(&cobra.Command{
+		Use:   "list",
+		Short: "List the shipped runbooks",
+		Args:  cobra.NoArgs,
+		RunE: func(*cobra.Command, []string) error {
+			entries, err := fs.Glob(irctl.Runbooks, "runbooks/*.yaml")
+			if err != nil {
+				return err
+			}
+			tw := tabwriter.NewWriter(f.io.Out, 0, 4, 2, ' ', 0)
+			fmt.Fprintln(tw, "NAME\tPHASES\tDESCRIPTION")
+			for _, e := range entries {
+				name := strings.TrimSuffix(path.Base(e), ".yaml")
+				rb, err := f.loadRunbook(name)
+				if err != nil {
+					return err
+				}
+				fmt.Fprintf(tw, "%s\t%s\t%s\n", name, strings.Join(phasesOf(rb), ","), rb.Description)
+			}
+			return tw.Flush()
+		},
+	})
+	cmd.AddCommand(&cobra.Command{
+		Use:   "show [NAME|FILE]",
+		Short: "Show a runbook's params and steps (default: the -f runbook)",
+		Args:  cobra.MaximumNArgs(1),
+		RunE: func(_ *cobra.Command, args []string) error {
+			name := f.runbookPath
+			if len(args) == 1 {
+				name = args[0]
+			}
+			rb, err := f.loadRunbook(name)
+			if err != nil {
+				return err
+			}
+			return showRunbook(f, rb)
+		},
+	})
+	cmd.AddCommand(&cobra.Command{
+		Use:   "validate [FILE]",
+		Short: "Check a runbook and report every problem with file:line (default: the -f runbook)",
+		Args:  cobra.MaximumNArgs(1),
+		RunE: func(_ *cobra.Command, args []string) error {
+			name := f.runbookPath
+			if len(args) == 1 {
+				name = args[0]
+			}
+			rb, err := f.loadRunbook(name)
+			var ps runbook.Problems
+			if asProblems(err, &ps) {
+				for _, p := range ps {
+					fmt.Fprintln(f.io.Out, p)
+				}
+				return exitcode.New(exitcode.Usage, "%s: %d problem(s)", ps[0].File, len(ps))
+			}
+			if err != nil {
+				return err
+			}
+			n := 0
+			for _, steps := range rb.Phases {
+				n += len(steps)
+			}
+			fmt.Fprintf(f.io.Out, "%s: ok (%d steps in %s)\n", rb.File, n, strings.Join(phasesOf(rb), ", "))
+			return nil
+		},
+	})
+	return cmd
+}
+
+func asProblems(err error, ps *runbook.Problems) bool {
+	for err != nil {
+		if p, ok := err.(runbook.Problems); ok {
+			*ps = p
+			return true
+		}
+		u, ok := err.(interface{ Unwrap() error })
+		if !ok {
+			return false
+		}
+		err = u.Unwrap()
+	}
+	return false
+}
+
+func phasesOf(rb *runbook.Runbook) []string {
+	var out []string
+	for _, p := range runbook.Phases {
+		if len(rb.Phases[p]) > 0 {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+func showRunbook(f *factory, rb *runbook.Runbook) error {
+	if f.output == "json" {
+		return f.printJSON(runbookView(f, rb))
+	}
+	w := f.io.Out
+	fmt.Fprintf(w, "%s (%s, sha256 %s)\n%s\n", rb.Name, rb.File, rb.Hash[:12], rb.Description)
+	if rb.Source != "" {
+		fmt.Fprintf(w, "source: %s\n", rb.Source)
+	}
+	fmt.Fprintln(w, "\nparams:")
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	for _, p := range rb.Params {
+		val := "(unset)"
+		if v, ok := rb.Values[p.Name]; ok {
+			val = fmt.Sprint(v)
+			if p.Secret {
+				val = "[redacted]"
+			}
+		}
+		req := ""
+		if p.Required {
+			req = " required"
+		}
+		fmt.Fprintf(tw, "  %s\t%s%s\t%s\t%s\n", p.Name, p.Type, req, val, p.Description)
+	}
+	tw.Flush()
+	for _, ph := range runbook.Phases {
+		steps := rb.Phases[ph]
+		if len(steps) == 0 {
+			continue
+		}
+		fmt.Fprintf(w, "\n%s:\n", ph)
+		for i, s := range steps {
+			spec, _ := f.registry.Spec(s.Action)
+			d := ""
+			if spec.Destructive {
+				d = " [destructive]"
+			}
+			fmt.Fprintf(w, "  %d. %s (%s)%s  line %d\n", i+1, s.Name, s.Action, d, s.Line)
+			if s.Description != "" {
+				fmt.Fprintf(w, "     %s\n", s.Description)
+			}
+			if len(s.Unresolved) > 0 {
+				fmt.Fprintf(w, "     needs --set %s\n", strings.Join(s.Unresolved, ", "))
+			}
+		}
+	}
+	return nil
+}
+
+// runbookView is the JSON form of a runbook, with secret values redacted.
+func runbookView(f *factory, rb *runbook.Runbook) map[string]any {
+	params := []map[string]any{}
+	for _, p := range rb.Params {
+		v := rb.Values[p.Name]
+		if p.Secret && v != nil {
+			v = "[redacted]"
+		}
+		params = append(params, map[string]any{"name": p.Name, "type": p.Type, "required": p.Required, "description": p.Description, "secret": p.Secret, "value": v, "line": p.Line})
+	}
+	phases := map[string][]map[string]any{}
+	for ph, steps := range rb.Phases {
+		for _, s := range steps {
+			spec, _ := f.registry.Spec(s.Action)
+			phases[ph] = append(phases[ph], map[string]any{"name": s.Name, "action": s.Action, "destructive": spec.Destructive, "line": s.Line, "description": s.Description, "params": s.Params.Display(spec, rb.Secrets), "needs": s.Unresolved})
+		}
+	}
+	return map[string]any{"name": rb.Name, "description": rb.Description, "source": rb.Source, "file": rb.File, "sha256": rb.Hash, "params": params, "phases": phases}
+}
+
+func newActionsCmd(f *factory) *cobra.Command {
+	return &cobra.Command{
+		Use:   "actions",
+		Short: "List every action a runbook step can use, with its params",
+		Args:  cobra.NoArgs,
+		RunE: func(*cobra.Command, []string) error {
+			var specs []runbook.Spec
+			for _, n := range f.registry.Names() {
+				s, _ := f.registry.Spec(n)
+				specs = append(specs, s)
+			}
+			if f.output == "json" {
+				return f.printJSON(specs)
+			}
+			w := f.io.Out
+			for _, s := range specs {
+				d := "safe"
+				if s.Destructive {
+					d = "destructive: asks before acting"
+				}
+				fmt.Fprintf(w, "%s (%s)\n  %s\n", s.Name, d, s.Description)
+				tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+				for _, p := range s.Params {
+					req := ""
+					if p.Required {
+						req = " required"
+					}
+					fmt.Fprintf(tw, "    %s\t%s%s\t%s\n", p.Name, p.Type, req, p.Description)
+				}
+				tw.Flush()
+				fmt.Fprintln(w)
+			}
+			return nil
+		},
+	}
+}
+
+func newStatusCmd(f *factory) *cobra.Command {
+	return &cobra.Command{
+		Use:   "status",
+		Short: "Show the incident and what its journal records, step by step",
+		Args:  cobra.NoArgs,
+		RunE: func(*cobra.Command, []string) error {
+			inc, err := f.openIncident()
+			if err != nil {
+				return err
+			}
+			recs, err := incident.ReadJournal(inc.JournalPath())
+			if err != nil {
+				return err
+			}
+			if f.output == "json" {
+				return f.printJSON(map[string]any{"incident": inc, "journal": recs})
+			}
+			w := f.io.Out
+			fmt.Fprintf(w, "%s  %s  %s\ndeclared %s by %s\n\n", inc.ID, inc.Severity, inc.Title, inc.DeclaredAt.Format(time.RFC3339), inc.DeclaredBy)
+			tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+			fmt.Fprintln(tw, "TIME\tPHASE\tSTEP\tKIND\tDRY RUN\tDETAIL")
+			for _, r := range recs {
+				detail := r.Result
+				if detail == "" {
+					detail = r.Plan
+				}
+				if r.Error != "" {
+					detail = "error: " + r.Error
+				}
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", r.Time.Format("15:04:05Z"), r.Phase, r.Step, r.Kind, dash(r.DryRun), detail)
+			}
+			return tw.Flush()
+		},
+	}
+}
+
+func dash(s string) string {
+	if s == "" || s == "none" {
+		return "-"
+	}
+	return s
+}
+
+func newVersionCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:   "version",
+		Short: "Print irctl's version",
+		Args:  cobra.NoArgs,
+		Run: func(cmd *cobra.Command, _ []string) {
+			fmt.Fprintf(cmd.OutOrStdout(), "irctl %s\n", Version())
+		},
+	}
+}

@@ -1,0 +1,213 @@
+package cli
+
+import (
+	"context"
+	"os"
+	"path"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/rs/zerolog"
+	"github.com/spf13/cobra"
+	"golang.org/x/term"
+	"k8s.io/cli-runtime/pkg/genericclioptions"
+
+	irctl "irctl.dev/irctl"
+	"irctl.dev/irctl/internal/action"
+	"irctl.dev/irctl/internal/action/builtin"
+	"irctl.dev/irctl/internal/db"
+	"irctl.dev/irctl/internal/exitcode"
+	"irctl.dev/irctl/internal/incident"
+	"irctl.dev/irctl/internal/kube"
+	"irctl.dev/irctl/internal/runbook"
+)
+
+const defaultRunbook = "security-incident"
+
+// factory holds parsed global flags and builds clients lazily, so --help,
+// `runbook validate` and --dry-run=client never connect to what they don't
+// need.
+type factory struct {
+	io        IOStreams
+	kubeFlags *genericclioptions.ConfigFlags
+
+	databaseURL, runbookPath, incidentID, stateDir string
+	dryRun, output, logLevel, logFormat            string
+	set                                            []string
+	yes                                            bool
+
+	started  bool
+	log      zerolog.Logger
+	registry *action.Registry
+
+	kubeOnce sync.Once
+	kube     *kube.Clients
+	kubeErr  error
+
+	dbMu sync.Mutex
+	pool *pgxpool.Pool
+}
+
+func newFactory(io IOStreams) *factory {
+	return &factory{io: io, log: zerolog.Nop(), registry: builtin.Registry()}
+}
+
+// complete validates global flags and applies environment defaults.
+func (f *factory) complete(cmd *cobra.Command) error {
+	if f.databaseURL == "" {
+		f.databaseURL = os.Getenv("IRCTL_DATABASE_URL")
+	}
+	if f.incidentID == "" {
+		f.incidentID = os.Getenv("IRCTL_INCIDENT")
+	}
+	if f.stateDir == "" {
+		f.stateDir = os.Getenv("IRCTL_STATE_DIR")
+	}
+	if f.stateDir == "" {
+		f.stateDir = "incidents"
+	}
+	if f.output != "text" && f.output != "json" {
+		return usage("--output=%s: want text or json", f.output)
+	}
+	if _, err := parseDryRun(f.dryRun); err != nil {
+		return err
+	}
+	lvl, err := zerolog.ParseLevel(f.logLevel)
+	if err != nil || f.logLevel == "" {
+		return usage("--log-level=%s: want debug, info, warn or error", f.logLevel)
+	}
+	var w = f.io.ErrOut
+	switch f.logFormat {
+	case "json":
+	case "console":
+		color := false
+		if fd, ok := f.io.ErrOut.(*os.File); ok {
+			color = term.IsTerminal(int(fd.Fd()))
+		}
+		w = zerolog.ConsoleWriter{Out: f.io.ErrOut, NoColor: !color, TimeFormat: time.RFC3339}
+	default:
+		return usage("--log-format=%s: want console or json", f.logFormat)
+	}
+	zerolog.TimestampFunc = func() time.Time { return time.Now().UTC() }
+	f.log = zerolog.New(w).Level(lvl).With().Timestamp().Logger()
+	return nil
+}
+
+func (f *factory) close() {
+	if f.pool != nil {
+		f.pool.Close()
+	}
+}
+
+// kubeClients builds and pings the Kubernetes clients once.
+func (f *factory) kubeClients() (*kube.Clients, error) {
+	f.kubeOnce.Do(func() {
+		cfg, err := f.kubeFlags.ToRESTConfig()
+		if err != nil {
+			f.kubeErr = exitcode.Wrap(exitcode.Error, err)
+			return
+		}
+		c, err := kube.NewClients(cfg, "irctl/"+Version())
+		if err != nil {
+			f.kubeErr = err
+			return
+		}
+		if err := c.Ping(context.Background()); err != nil {
+			f.kubeErr = err
+			return
+		}
+		f.log.Debug().Str("server", cfg.Host).Msg("kubernetes connected")
+		f.kube = c
+	})
+	return f.kube, f.kubeErr
+}
+
+// database opens the pool on first use.
+func (f *factory) database(ctx context.Context) (*pgxpool.Pool, error) {
+	f.dbMu.Lock()
+	defer f.dbMu.Unlock()
+	if f.pool != nil {
+		return f.pool, nil
+	}
+	p, err := db.Open(ctx, f.databaseURL, "irctl")
+	if err != nil {
+		return nil, err
+	}
+	f.pool = p
+	return p, nil
+}
+
+func (f *factory) env() (*action.Env, error) {
+	dr, err := parseDryRun(f.dryRun)
+	if err != nil {
+		return nil, err
+	}
+	return &action.Env{
+		Kube:     f.kubeClients,
+		DB:       f.database,
+		DryRun:   dr,
+		Log:      f.log,
+		Now:      time.Now,
+		Incident: f.incidentID,
+	}, nil
+}
+
+// readRunbook returns the runbook's display name and bytes: a path on disk,
+// or the name of a shipped runbook.
+func (f *factory) readRunbook(name string) (string, []byte, error) {
+	if !strings.ContainsAny(name, `/\`) && !strings.HasSuffix(name, ".yaml") && !strings.HasSuffix(name, ".yml") {
+		b, err := irctl.Runbooks.ReadFile(path.Join("runbooks", name+".yaml"))
+		if err != nil {
+			return "", nil, usage("no shipped runbook named %q (see `irctl runbook list`), and no file by that name", name)
+		}
+		return "runbooks/" + name + ".yaml", b, nil
+	}
+	b, err := os.ReadFile(name)
+	if err != nil {
+		return "", nil, usage("runbook %s: %v", name, unwrapPathErr(err))
+	}
+	return filepath.ToSlash(name), b, nil
+}
+
+func unwrapPathErr(err error) error {
+	if pe, ok := err.(*os.PathError); ok {
+		return pe.Err
+	}
+	return err
+}
+
+// loadRunbook reads and validates the runbook with --set applied.
+func (f *factory) loadRunbook(name string) (*runbook.Runbook, error) {
+	file, data, err := f.readRunbook(name)
+	if err != nil {
+		return nil, err
+	}
+	set := map[string]string{}
+	for _, kv := range f.set {
+		k, v, ok := strings.Cut(kv, "=")
+		if !ok || k == "" {
+			return nil, usage("--set %q: want key=value", kv)
+		}
+		set[k] = v
+	}
+	rb, err := runbook.Load(file, data, runbook.Options{Catalog: f.registry, Set: set, Incident: f.incidentID})
+	if err != nil {
+		return rb, exitcode.Wrap(exitcode.Usage, err)
+	}
+	return rb, nil
+}
+
+// openIncident opens the incident named by --incident / IRCTL_INCIDENT.
+func (f *factory) openIncident() (*incident.Incident, error) {
+	if f.incidentID == "" {
+		return nil, exitcode.Wrap(exitcode.Usage, errNoIncident)
+	}
+	inc, err := incident.Open(f.stateDir, f.incidentID)
+	if err != nil {
+		return nil, exitcode.Wrap(exitcode.Usage, err)
+	}
+	return inc, nil
+}

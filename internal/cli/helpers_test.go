@@ -1,0 +1,176 @@
+package cli
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"strings"
+	"testing"
+
+	"github.com/jackc/pgx/v5"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+
+	"irctl.dev/irctl/internal/engine"
+	"irctl.dev/irctl/internal/incident"
+	"irctl.dev/irctl/internal/sandbox"
+	"irctl.dev/irctl/internal/sandbox/sandboxtest"
+)
+
+func TestMain(m *testing.M) { sandboxtest.Main(m) }
+
+// harness runs irctl in-process against the shared sandbox, with its own
+// state directory and a namespace of its own.
+type harness struct {
+	t        *testing.T
+	sb       *sandbox.Sandbox
+	cs       kubernetes.Interface
+	ns       string
+	stateDir string
+	incident string
+}
+
+type result struct {
+	code           int
+	stdout, stderr string
+}
+
+func newHarness(t *testing.T, pods int) *harness {
+	t.Helper()
+	sb := sandboxtest.Get(t)
+	sandboxtest.ResetDB(t, sb)
+	cs, err := kubernetes.NewForConfig(sb.RESTConfig)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := &harness{t: t, sb: sb, cs: cs, ns: "t-" + randHex(4), stateDir: t.TempDir()}
+	ctx := context.Background()
+	if _, err := cs.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: h.ns}}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cs.CoreV1().ServiceAccounts(h.ns).Create(ctx, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: "default"}}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if pods > 0 {
+		if err := sandbox.SeedPods(ctx, cs, h.ns, pods, map[string]string{"app": "orchestrator"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	r := h.run("declare", "--severity", "P1", "--title", "test "+t.Name())
+	if r.code != 0 {
+		t.Fatalf("declare: %+v", r)
+	}
+	h.incident = strings.TrimSpace(r.stdout)
+	return h
+}
+
+func randHex(n int) string {
+	b := make([]byte, n)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+// run executes irctl with the sandbox's connection flags and this test's
+// namespace and incident; stdin is not a terminal.
+func (h *harness) run(args ...string) result {
+	return h.runIn(context.Background(), "", args...)
+}
+
+func (h *harness) runIn(ctx context.Context, stdin string, args ...string) result {
+	// The test's own args come last so that they override these.
+	full := []string{
+		"--kubeconfig", h.sb.KubeconfigPath, "--database-url", h.sb.DatabaseURL,
+		"--state-dir", h.stateDir, "--set", "namespace=" + h.ns,
+	}
+	if h.incident != "" {
+		full = append(full, "--incident", h.incident)
+	}
+	full = append(full, args...)
+	var out, errb bytes.Buffer
+	code := Run(ctx, full, IOStreams{In: strings.NewReader(stdin), Out: &out, ErrOut: &errb})
+	return result{code: code, stdout: out.String(), stderr: errb.String()}
+}
+
+// podState maps pod name to resourceVersion and quarantine label.
+func (h *harness) podState() map[string]string {
+	h.t.Helper()
+	list, err := h.cs.CoreV1().Pods(h.ns).List(context.Background(), metav1.ListOptions{})
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	out := map[string]string{}
+	for _, p := range list.Items {
+		out[p.Name] = p.ResourceVersion + " quarantine=" + p.Labels["quarantine"]
+	}
+	return out
+}
+
+// dbState summarises the tables a contain phase writes, so any change to
+// them shows.
+func (h *harness) dbState() string {
+	h.t.Helper()
+	conn, err := pgx.Connect(context.Background(), h.sb.DatabaseURL)
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	defer conn.Close(context.Background())
+	var s string
+	err = conn.QueryRow(context.Background(), `
+		SELECT (SELECT md5(string_agg(id || ':' || coalesce(revoked_at::text, '-'), ',' ORDER BY id)) FROM api_keys)
+		    || ' ' || (SELECT md5(string_agg(id || ':' || coalesce(disabled_at::text, '-'), ',' ORDER BY id)) FROM users)`).Scan(&s)
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	return s
+}
+
+func (h *harness) activeKeys() (total, breakGlass int) {
+	h.t.Helper()
+	conn, err := pgx.Connect(context.Background(), h.sb.DatabaseURL)
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	defer conn.Close(context.Background())
+	err = conn.QueryRow(context.Background(), `SELECT count(*), count(*) FILTER (WHERE name LIKE 'break-glass-%') FROM api_keys WHERE revoked_at IS NULL`).Scan(&total, &breakGlass)
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	return total, breakGlass
+}
+
+func (h *harness) journal() []incident.Record {
+	h.t.Helper()
+	inc, err := incident.Open(h.stateDir, h.incident)
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	recs, err := incident.ReadJournal(inc.JournalPath())
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	return recs
+}
+
+func parseReports(t *testing.T, s string) []engine.Report {
+	t.Helper()
+	var reps []engine.Report
+	if err := json.Unmarshal([]byte(s), &reps); err != nil {
+		t.Fatalf("output is not a JSON report: %v\n%s", err, s)
+	}
+	return reps
+}
+
+func equalMaps(a, b map[string]string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for k, v := range a {
+		if b[k] != v {
+			return false
+		}
+	}
+	return true
+}

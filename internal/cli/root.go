@@ -1,0 +1,164 @@
+// Package cli is irctl's command line: cobra commands that turn flags into
+// options and call the engine. No business logic lives here.
+package cli
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"runtime/debug"
+	"strings"
+	"syscall"
+
+	"github.com/spf13/cobra"
+	"k8s.io/cli-runtime/pkg/genericclioptions"
+
+	"irctl.dev/irctl/internal/action"
+	"irctl.dev/irctl/internal/exitcode"
+)
+
+// version is set at build time with -ldflags "-X irctl.dev/irctl/internal/cli.version=...".
+var version = ""
+
+// Version returns irctl's version: the ldflags value, else the module
+// version or VCS revision from the build info, else "dev".
+func Version() string {
+	if version != "" {
+		return version
+	}
+	if bi, ok := debug.ReadBuildInfo(); ok {
+		if v := bi.Main.Version; v != "" && v != "(devel)" {
+			return v
+		}
+		for _, s := range bi.Settings {
+			if s.Key == "vcs.revision" && len(s.Value) >= 12 {
+				return "dev-" + s.Value[:12]
+			}
+		}
+	}
+	return "dev"
+}
+
+// IOStreams are the process's streams, passed in so tests can capture them.
+type IOStreams struct {
+	In     io.Reader
+	Out    io.Writer
+	ErrOut io.Writer
+}
+
+// Main runs irctl with os.Args and returns the process exit code.
+func Main() int {
+	ctx, cancel := context.WithCancelCause(context.Background())
+	defer cancel(nil)
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
+	go func() {
+		s := <-sigs
+		// The first signal cancels in-flight work so steps can record
+		// "interrupted"; a second one falls through to the default and kills.
+		signal.Stop(sigs)
+		cancel(fmt.Errorf("received %s", s))
+	}()
+	return Run(ctx, os.Args[1:], IOStreams{In: os.Stdin, Out: os.Stdout, ErrOut: os.Stderr})
+}
+
+// Run executes irctl with args and returns the exit code; errors are
+// printed to ErrOut as one line.
+func Run(ctx context.Context, args []string, io IOStreams) int {
+	f := newFactory(io)
+	root := newRootCmd(f)
+	root.SetArgs(args)
+	root.SetIn(io.In)
+	root.SetOut(io.Out)
+	root.SetErr(io.ErrOut)
+	err := root.ExecuteContext(ctx)
+	f.close()
+	if err == nil {
+		return exitcode.OK
+	}
+	code := exitcode.Code(err)
+	if !f.started && code == exitcode.Error {
+		// cobra's own errors (unknown command, bad flag, wrong arguments)
+		// happen before any RunE starts: they are usage errors.
+		code = exitcode.Usage
+	}
+	fmt.Fprintf(io.ErrOut, "irctl: %s\n", oneLine(err.Error()))
+	return code
+}
+
+func oneLine(s string) string {
+	return strings.Join(strings.Fields(s), " ")
+}
+
+func newRootCmd(f *factory) *cobra.Command {
+	root := &cobra.Command{
+		Use:   "irctl",
+		Short: "Run security incident-response runbooks against Kubernetes and PostgreSQL",
+		Long: `irctl executes security incident-response runbooks for real: it contains a
+breach, assesses it, preserves evidence, eradicates the threat, recovers the
+service and notifies people, acting on a Kubernetes cluster and the
+platform's PostgreSQL database.
+
+Every step is planned against the live servers and shown before it acts;
+destructive steps ask first (or need --yes without a terminal); every intent
+and outcome is recorded in the incident's journal. Rehearse with
+--dry-run=server: the servers report what would change, nothing changes.`,
+		SilenceErrors: true,
+		SilenceUsage:  true,
+		Version:       Version(),
+		PersistentPreRunE: func(cmd *cobra.Command, _ []string) error {
+			f.started = true
+			return f.complete(cmd)
+		},
+	}
+	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error {
+		return exitcode.Wrap(exitcode.Usage, err)
+	})
+	pf := root.PersistentFlags()
+	f.kubeFlags = genericclioptions.NewConfigFlags(true)
+	f.kubeFlags.AddFlags(pf)
+	pf.StringVar(&f.databaseURL, "database-url", "", "PostgreSQL URL (env IRCTL_DATABASE_URL; else libpq's PG* variables)")
+	pf.StringVarP(&f.runbookPath, "runbook", "f", defaultRunbook, "runbook file, or the name of a shipped runbook (see `irctl runbook list`)")
+	pf.StringArrayVar(&f.set, "set", nil, "runbook param as key=value (repeatable; lists are comma-separated)")
+	pf.StringVar(&f.incidentID, "incident", "", "incident ID, e.g. SEC-20261122-001 (env IRCTL_INCIDENT)")
+	pf.StringVar(&f.stateDir, "state-dir", "", "directory holding incidents (env IRCTL_STATE_DIR; default ./incidents)")
+	pf.StringVar(&f.dryRun, "dry-run", "none", "none: act; client: plan only, no server writes; server: send every write as a server dry run / rolled-back transaction")
+	pf.Lookup("dry-run").NoOptDefVal = "client"
+	pf.BoolVarP(&f.yes, "yes", "y", false, "apply destructive steps without asking (required without a terminal)")
+	pf.StringVarP(&f.output, "output", "o", "text", "output format: text or json")
+	pf.StringVar(&f.logLevel, "log-level", "warn", "log level: debug, info, warn, error")
+	pf.StringVar(&f.logFormat, "log-format", "console", "log format on stderr: console or json")
+
+	root.AddCommand(
+		newDeclareCmd(f),
+		newRunCmd(f),
+		newRunbookCmd(f),
+		newActionsCmd(f),
+		newSandboxCmd(f),
+		newStatusCmd(f),
+		newUndoCmd(f),
+		newVersionCmd(),
+	)
+	for _, c := range newPhaseCmds(f) {
+		root.AddCommand(c)
+	}
+	return root
+}
+
+func parseDryRun(s string) (action.DryRun, error) {
+	switch action.DryRun(s) {
+	case action.DryRunNone, action.DryRunClient, action.DryRunServer:
+		return action.DryRun(s), nil
+	}
+	return "", exitcode.New(exitcode.Usage, "--dry-run=%s: want none, client or server", s)
+}
+
+// usage marks err as a usage error (exit 2).
+func usage(format string, args ...any) error {
+	return exitcode.New(exitcode.Usage, format, args...)
+}
+
+var errNoIncident = errors.New("no incident given: declare one with `irctl declare --severity P1 --title ...`, then pass --incident ID or set IRCTL_INCIDENT")
