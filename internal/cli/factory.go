@@ -2,6 +2,7 @@ package cli
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"path"
 	"path/filepath"
@@ -22,6 +23,7 @@ import (
 	"irctl.dev/irctl/internal/exitcode"
 	"irctl.dev/irctl/internal/incident"
 	"irctl.dev/irctl/internal/kube"
+	"irctl.dev/irctl/internal/lock"
 	"irctl.dev/irctl/internal/runbook"
 )
 
@@ -132,7 +134,7 @@ func (f *factory) database(ctx context.Context) (*pgxpool.Pool, error) {
 	if f.pool != nil {
 		return f.pool, nil
 	}
-	p, err := db.Open(ctx, f.databaseURL, "irctl")
+	p, err := db.Open(ctx, f.databaseURL, "irctl", f.log)
 	if err != nil {
 		return nil, err
 	}
@@ -210,4 +212,52 @@ func (f *factory) openIncident() (*incident.Incident, error) {
 		return nil, exitcode.Wrap(exitcode.Usage, err)
 	}
 	return inc, nil
+}
+
+// lockIncident takes the responder lock for a run that may change things:
+// a Lease when the steps use Kubernetes, an advisory lock when they use
+// PostgreSQL. Dry runs change nothing and take no lock.
+func (f *factory) lockIncident(ctx context.Context, uses map[string]bool) (*lock.Lock, error) {
+	if f.dryRun != string(action.DryRunNone) {
+		return nil, nil
+	}
+	o := lock.Options{Incident: f.incidentID, Holder: fmt.Sprintf("%s (pid %d)", incident.Operator(), os.Getpid())}
+	if uses[runbook.UsesKubernetes] {
+		c, err := f.kubeClients()
+		if err != nil {
+			return nil, err
+		}
+		ns, _, err := f.kubeFlags.ToRawKubeConfigLoader().Namespace()
+		if err != nil {
+			return nil, err
+		}
+		o.Kube, o.Namespace = c, ns
+	}
+	if uses[runbook.UsesPostgres] {
+		p, err := f.database(ctx)
+		if err != nil {
+			return nil, err
+		}
+		o.DB = p
+	}
+	l, err := lock.Acquire(ctx, o)
+	if lock.IsHeld(err) {
+		return nil, exitcode.Wrap(exitcode.Precondition, err)
+	}
+	return l, err
+}
+
+// usesOf collects the servers the given phases' steps talk to.
+func (f *factory) usesOf(rb *runbook.Runbook, phases []string) map[string]bool {
+	uses := map[string]bool{}
+	for _, ph := range phases {
+		for _, s := range rb.Phases[ph] {
+			if spec, ok := f.registry.Spec(s.Action); ok {
+				for _, u := range spec.Uses {
+					uses[u] = true
+				}
+			}
+		}
+	}
+	return uses
 }

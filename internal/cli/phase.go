@@ -75,6 +75,11 @@ func runPhases(ctx context.Context, f *factory, phases []string, skipEmpty bool)
 	if err != nil {
 		return err
 	}
+	lk, err := f.lockIncident(ctx, f.usesOf(rb, phases))
+	if err != nil {
+		return err
+	}
+	defer lk.Release()
 	out := f.io.Out
 	if f.output == "json" {
 		out = io.Discard

@@ -51,11 +51,22 @@ func undoPhase(ctx context.Context, f *factory, phase string) error {
 		return err
 	}
 	undone := map[int]bool{}
+	uses := map[string]bool{}
 	for _, r := range recs {
 		if r.Kind == incident.KindUndo && r.DryRun == string(action.DryRunNone) && r.Error == "" {
 			undone[r.Undoes] = true
 		}
+		if spec, ok := f.registry.Spec(r.Action); ok && r.Phase == phase {
+			for _, u := range spec.Uses {
+				uses[u] = true
+			}
+		}
 	}
+	lk, err := f.lockIncident(ctx, uses)
+	if err != nil {
+		return err
+	}
+	defer lk.Release()
 	w := f.io.Out
 	p := prompt.New(f.io.In, f.io.ErrOut)
 	mode := ""
