@@ -13,6 +13,8 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/jackc/pgx/v5/tracelog"
+	"github.com/rs/zerolog"
 )
 
 // LockTimeout bounds how long an irctl write waits for a row lock held by
@@ -21,8 +23,9 @@ const LockTimeout = "10s"
 
 // Open connects using url, or, when url is empty, libpq's PG* environment
 // variables. It pings so that an unreachable server fails here, in one line
-// that never contains the password.
-func Open(ctx context.Context, url, appName string) (*pgxpool.Pool, error) {
+// that never contains the password. Statements are logged at debug level
+// without their arguments, which may hold secrets.
+func Open(ctx context.Context, url, appName string, log zerolog.Logger) (*pgxpool.Pool, error) {
 	cfg, err := pgxpool.ParseConfig(url)
 	if err != nil {
 		// pgx's parse errors redact the password, but keep ours shorter.
@@ -34,6 +37,13 @@ func Open(ctx context.Context, url, appName string) (*pgxpool.Pool, error) {
 	cfg.ConnConfig.RuntimeParams["application_name"] = appName
 	cfg.ConnConfig.ConnectTimeout = 10 * time.Second
 	cfg.MaxConns = 8
+	if log.GetLevel() <= zerolog.DebugLevel {
+		cfg.ConnConfig.Tracer = &tracelog.TraceLog{
+			Logger:   queryLogger(log),
+			LogLevel: tracelog.LogLevelDebug,
+			Config:   &tracelog.TraceLogConfig{TimeKey: "duration"},
+		}
+	}
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {
 		return nil, fmt.Errorf("database %s: %s", Where(cfg.ConnConfig), lastPart(err.Error()))
@@ -45,6 +55,27 @@ func Open(ctx context.Context, url, appName string) (*pgxpool.Pool, error) {
 		return nil, fmt.Errorf("database %s is unreachable: %s", Where(cfg.ConnConfig), lastPart(err.Error()))
 	}
 	return pool, nil
+}
+
+// queryLogger adapts pgx's tracelog to zerolog, dropping bound arguments:
+// only their number is logged.
+func queryLogger(log zerolog.Logger) tracelog.LoggerFunc {
+	return func(_ context.Context, level tracelog.LogLevel, msg string, data map[string]any) {
+		ev := log.WithLevel(zerolog.DebugLevel)
+		if level <= tracelog.LogLevelError {
+			ev = log.Warn()
+		}
+		for k, v := range data {
+			if k == "args" {
+				if args, ok := v.([]any); ok {
+					ev = ev.Int("args", len(args))
+				}
+				continue
+			}
+			ev = ev.Interface(k, v)
+		}
+		ev.Msg("sql " + msg)
+	}
 }
 
 // Where names a database without credentials: user@host:port/db.
