@@ -73,7 +73,7 @@ func (e *Engine) printf(format string, args ...any) {
 func (e *Engine) Steps(phase string) ([]runbook.Step, error) {
 	steps := e.Runbook.Phases[phase]
 	if len(steps) == 0 {
-		return nil, exitcode.New(exitcode.Usage, "runbook %s (%s) has no steps for phase %s; nothing was done", e.Runbook.Name, e.Runbook.File, phase)
+		return nil, exitcode.New(exitcode.Usage, "runbook %s (%s) has no steps for phase %s, so nothing was done (see `irctl runbook show` and `irctl actions`)", e.Runbook.Name, e.Runbook.File, phase)
 	}
 	for _, s := range steps {
 		if len(s.Unresolved) > 0 {
