@@ -36,9 +36,12 @@ Severities: P0/P1 critical (active breach), P2 high (unauthorized access),
 P3 medium (suspicious activity), P4 low (failed logins).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if !incident.ValidSeverity(severity) || title == "" {
+				return usage("declare needs --severity (one of P0, P1, P2, P3, P4) and --title TEXT")
+			}
 			inc, err := incident.Declare(f.stateDir, severity, title, incident.Operator(), time.Now())
 			if err != nil {
-				return exitcode.Wrap(exitcode.Usage, err)
+				return err
 			}
 			if f.output == "json" {
 				return f.printJSON(inc)
@@ -50,8 +53,6 @@ P3 medium (suspicious activity), P4 low (failed logins).`,
 	}
 	cmd.Flags().StringVar(&severity, "severity", "", "P0, P1, P2, P3 or P4 (required)")
 	cmd.Flags().StringVar(&title, "title", "", "one-line description (required)")
-	_ = cmd.MarkFlagRequired("severity")
-	_ = cmd.MarkFlagRequired("title")
 	return cmd
 }
 

@@ -45,7 +45,7 @@ var idPattern = regexp.MustCompile(`^SEC-\d{8}-\d{3}$`)
 // day, like SEC-20261122-001. Creating the directory with Mkdir is the
 // claim, so two responders declaring at once get different IDs.
 func Declare(stateDir, severity, title, operator string, now time.Time) (*Incident, error) {
-	if !validSeverity(severity) {
+	if !ValidSeverity(severity) {
 		return nil, fmt.Errorf("severity %q: want one of P0, P1, P2, P3, P4", severity)
 	}
 	if title == "" {
@@ -118,7 +118,8 @@ func List(stateDir string) ([]string, error) {
 	return ids, nil
 }
 
-func validSeverity(s string) bool {
+// ValidSeverity reports whether s is one of Severities.
+func ValidSeverity(s string) bool {
 	for _, v := range Severities {
 		if v == s {
 			return true
