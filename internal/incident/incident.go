@@ -6,6 +6,7 @@ package incident
 
 import (
 	"bufio"
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -236,8 +237,13 @@ type Journal struct {
 	seq  int
 }
 
-// Journal opens the incident's journal for appending.
+// Journal opens the incident's journal for appending. A torn last line
+// (irctl died mid-write, before the fsync that would have acknowledged the
+// record) is cut off, so the next record starts on a line of its own.
 func (i *Incident) Journal() (*Journal, error) {
+	if err := trimTornTail(i.JournalPath()); err != nil {
+		return nil, err
+	}
 	recs, err := ReadJournal(i.JournalPath())
 	if err != nil {
 		return nil, err
@@ -247,6 +253,21 @@ func (i *Incident) Journal() (*Journal, error) {
 		j.seq = recs[n-1].Seq
 	}
 	return j, nil
+}
+
+func trimTornTail(path string) error {
+	b, err := os.ReadFile(path)
+	if errors.Is(err, fs.ErrNotExist) || len(b) == 0 {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	if b[len(b)-1] == '\n' {
+		return nil
+	}
+	keep := bytes.LastIndexByte(b, '\n') + 1
+	return os.Truncate(path, int64(keep))
 }
 
 // Append writes r as one line and fsyncs before returning: a record that
