@@ -44,7 +44,9 @@ func TestContainLabelsPodsRevokesKeysAndJournals(t *testing.T) {
 	}
 	want := map[string]string{
 		"quarantine-pods":              "intent,outcome",
+		"isolate-quarantined-pods":     "intent,outcome",
 		"revoke-api-keys":              "intent,outcome",
+		"rotate-jwt-secret":            "intent,outcome",
 		"disable-compromised-accounts": "noop",
 	}
 	for step, w := range want {
@@ -65,8 +67,8 @@ func TestContainLabelsPodsRevokesKeysAndJournals(t *testing.T) {
 	// A second run changes nothing and says so.
 	before, dbBefore := h.podState(), h.dbState()
 	r = h.run("contain", "--yes")
-	if r.code != 0 || strings.Count(r.stdout, "nothing to change") != 3 {
-		t.Fatalf("second contain should be a no-op for all 3 steps: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	if r.code != 0 || strings.Count(r.stdout, "nothing to change") != 5 {
+		t.Fatalf("second contain should be a no-op for all 5 steps: exit %d\n%s%s", r.code, r.stdout, r.stderr)
 	}
 	if !equalMaps(before, h.podState()) || dbBefore != h.dbState() {
 		t.Error("second contain changed something")
@@ -110,8 +112,8 @@ func TestServerDryRunChangesNothingAndPredictsTheRealRun(t *testing.T) {
 			t.Errorf("step %s: dry run changed %d, real run %d", real[i].Step, dry[i].Result.Changed, real[i].Result.Changed)
 		}
 	}
-	if real[1].Result == nil || real[1].Result.Changed == 0 {
-		t.Errorf("revoke step changed nothing: %+v", real[1])
+	if real[2].Result == nil || real[2].Result.Changed == 0 {
+		t.Errorf("revoke step changed nothing: %+v", real[2])
 	}
 }
 

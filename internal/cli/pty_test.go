@@ -130,7 +130,11 @@ func TestTerminalConfirmationNoChangesNothingYesApplies(t *testing.T) {
 	term = h.startOnPTY("contain")
 	term.waitFor("quarantine-pods: label 3 of 3 pods", 1)
 	term.send("y")
+	term.waitFor("isolate-quarantined-pods: create NetworkPolicy", 1)
+	term.send("y")
 	term.waitFor("revoke-api-keys: revoke active API keys", 1)
+	term.send("y")
+	term.waitFor("rotate-jwt-secret: create Secret", 1)
 	term.send("y")
 	if code := term.wait(); code != 0 {
 		t.Fatalf("answering yes: exit %d\n%s", code, term.screen())

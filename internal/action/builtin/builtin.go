@@ -11,6 +11,10 @@ import (
 func Registry() *action.Registry {
 	return action.NewRegistry(
 		kubeaction.Label{},
+		kubeaction.Isolate{},
+		kubeaction.Cordon{},
+		kubeaction.Drain{},
+		kubeaction.SecretRotate{},
 		sqlaction.Exec{},
 	)
 }

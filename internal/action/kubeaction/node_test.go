@@ -1,0 +1,316 @@
+package kubeaction
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	policyv1 "k8s.io/api/policy/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/util/intstr"
+	"k8s.io/utils/ptr"
+
+	"irctl.dev/irctl/internal/action"
+	"irctl.dev/irctl/internal/runbook"
+)
+
+// node creates a Node of the test's own (no kubelet runs behind it).
+func (f *fixture) node(cordoned bool) string {
+	f.t.Helper()
+	name := "ka-node-" + randHex(4)
+	_, err := f.cs.CoreV1().Nodes().Create(f.t.Context(), &corev1.Node{
+		ObjectMeta: metav1.ObjectMeta{Name: name, Labels: map[string]string{"test-group": f.ns}},
+		Spec:       corev1.NodeSpec{Unschedulable: cordoned},
+	}, metav1.CreateOptions{})
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	return name
+}
+
+func (f *fixture) unschedulable(node string) bool {
+	f.t.Helper()
+	n, err := f.cs.CoreV1().Nodes().Get(f.t.Context(), node, metav1.GetOptions{})
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	return n.Spec.Unschedulable
+}
+
+// podOn creates a pod bound to node, owned by owner (nil: no controller).
+// Its grace period is 0, so an eviction deletes it at once.
+func (f *fixture) podOn(node string, owner *metav1.OwnerReference, lbls map[string]string, emptyDir bool) string {
+	f.t.Helper()
+	name := "pod-" + randHex(4)
+	pod := &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Name: name, Labels: lbls},
+		Spec: corev1.PodSpec{
+			NodeName:                      node,
+			TerminationGracePeriodSeconds: ptr.To[int64](0),
+			Containers:                    []corev1.Container{{Name: "app", Image: "example.invalid/app:1"}},
+		},
+	}
+	if owner != nil {
+		pod.OwnerReferences = []metav1.OwnerReference{*owner}
+	}
+	if emptyDir {
+		pod.Spec.Volumes = []corev1.Volume{{Name: "scratch", VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{}}}}
+	}
+	created, err := f.cs.CoreV1().Pods(f.ns).Create(f.t.Context(), pod, metav1.CreateOptions{})
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	// Report it Running and Ready, as its kubelet would: the eviction API
+	// lets Pending pods go without consulting disruption budgets.
+	created.Status.Phase = corev1.PodRunning
+	created.Status.Conditions = []corev1.PodCondition{{Type: corev1.PodReady, Status: corev1.ConditionTrue}}
+	if _, err := f.cs.CoreV1().Pods(f.ns).UpdateStatus(f.t.Context(), created, metav1.UpdateOptions{}); err != nil {
+		f.t.Fatal(err)
+	}
+	return name
+}
+
+// replicaSetRef is the controller reference of a ReplicaSet; nothing
+// checks that it exists, as no garbage collector runs in the sandbox.
+func replicaSetRef() *metav1.OwnerReference {
+	return &metav1.OwnerReference{APIVersion: "apps/v1", Kind: "ReplicaSet", Name: "web-" + randHex(3), UID: types.UID(randHex(16)), Controller: ptr.To(true)}
+}
+
+// daemonSetRef creates a DaemonSet (the drain library looks it up) and
+// returns the controller reference its pods carry.
+func (f *fixture) daemonSetRef() *metav1.OwnerReference {
+	f.t.Helper()
+	lbls := map[string]string{"app": "agent"}
+	ds, err := f.cs.AppsV1().DaemonSets(f.ns).Create(f.t.Context(), &appsv1.DaemonSet{
+		ObjectMeta: metav1.ObjectMeta{Name: "agent"},
+		Spec: appsv1.DaemonSetSpec{
+			Selector: &metav1.LabelSelector{MatchLabels: lbls},
+			Template: corev1.PodTemplateSpec{
+				ObjectMeta: metav1.ObjectMeta{Labels: lbls},
+				Spec:       corev1.PodSpec{Containers: []corev1.Container{{Name: "agent", Image: "example.invalid/agent:1"}}},
+			},
+		},
+	}, metav1.CreateOptions{})
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	return &metav1.OwnerReference{APIVersion: "apps/v1", Kind: "DaemonSet", Name: ds.Name, UID: ds.UID, Controller: ptr.To(true)}
+}
+
+func (f *fixture) podExists(name string) bool {
+	f.t.Helper()
+	_, err := f.cs.CoreV1().Pods(f.ns).Get(f.t.Context(), name, metav1.GetOptions{})
+	if apierrors.IsNotFound(err) {
+		return false
+	}
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	return true
+}
+
+// nodeVersions adds the nodes' resourceVersions to versions().
+func (f *fixture) nodeVersions(nodes ...string) map[string]string {
+	f.t.Helper()
+	out := f.versions()
+	for _, n := range nodes {
+		node, err := f.cs.CoreV1().Nodes().Get(f.t.Context(), n, metav1.GetOptions{})
+		if err != nil {
+			f.t.Fatal(err)
+		}
+		out["node/"+n] = node.ResourceVersion
+	}
+	return out
+}
+
+func (f *fixture) sameNodeVersions(before map[string]string, nodes []string, what string) {
+	f.t.Helper()
+	after := f.nodeVersions(nodes...)
+	for k, v := range before {
+		if after[k] != v {
+			f.t.Errorf("%s changed %s (resourceVersion %s -> %s)", what, k, v, after[k])
+		}
+	}
+}
+
+func TestCordonCordonsOnlyWhatIsSchedulableAndUndoUncordonsOnlyThat(t *testing.T) {
+	f := newFixture(t)
+	fresh, already := f.node(false), f.node(true)
+	nodes := []string{fresh, already}
+	p := runbook.Params{"nodes": nodes}
+	a := Cordon{}
+
+	before := f.nodeVersions(nodes...)
+	plan, res := f.run(a, action.DryRunServer, p)
+	if plan.Count != 1 || plan.Summary != "cordon 1 of 2 nodes: "+fresh || res.Changed != 1 {
+		t.Errorf("plan %+v, result %+v", plan, res)
+	}
+	f.sameNodeVersions(before, nodes, "server dry run")
+
+	_, res = f.run(a, action.DryRunNone, p)
+	if !f.unschedulable(fresh) || res.Changed != 1 {
+		t.Errorf("node %s not cordoned: %+v", fresh, res)
+	}
+	if again := f.plan(a, action.DryRunNone, p); !again.Noop || !strings.Contains(again.Summary, "already cordoned") {
+		t.Errorf("second plan should be a no-op: %+v", again)
+	}
+
+	u := f.undo(a, res)
+	if u.Changed != 1 || f.unschedulable(fresh) {
+		t.Errorf("undo should uncordon %s: %+v", fresh, u)
+	}
+	if !f.unschedulable(already) {
+		t.Errorf("undo uncordoned %s, which was cordoned before irctl", already)
+	}
+
+	// By selector: the same nodes, found by their label.
+	bySelector := runbook.Params{"node_selector": "test-group=" + f.ns}
+	if plan := f.plan(a, action.DryRunNone, bySelector); plan.Count != 1 || !contains(plan.Targets, fresh) {
+		t.Errorf("plan by selector: %+v", plan)
+	}
+}
+
+func TestCordonAndDrainOfNoNodesIsANoop(t *testing.T) {
+	f := newFixture(t)
+	for _, a := range []action.Action{Cordon{}, Drain{}} {
+		plan := f.plan(a, action.DryRunNone, runbook.Params{"nodes": []string{}})
+		if !plan.Noop || !strings.Contains(plan.Summary, "no nodes given") {
+			t.Errorf("%s of an empty node list: %+v", a.Spec().Name, plan)
+		}
+	}
+	if err := (Cordon{}).Spec().Validate(runbook.Params{}); err == nil {
+		t.Error("a step naming no nodes at all should not validate")
+	}
+	if _, err := (Cordon{}).Plan(t.Context(), f.env(action.DryRunNone), runbook.Params{"node_selector": "test-group=nothing-" + f.ns}); err == nil {
+		t.Error("a node selector matching nothing should be an error")
+	}
+}
+
+func TestDrainEvictsCordonsAndUndoUncordons(t *testing.T) {
+	f := newFixture(t)
+	node := f.node(false)
+	web := []string{f.podOn(node, replicaSetRef(), nil, false), f.podOn(node, replicaSetRef(), nil, false)}
+	scratch := f.podOn(node, replicaSetRef(), nil, true)
+	agent := f.podOn(node, f.daemonSetRef(), map[string]string{"app": "agent"}, false)
+	// A quarantined pod stays where it is, as evidence.
+	quarantined := f.podOn(node, replicaSetRef(), map[string]string{"quarantine": "true"}, false)
+	a := Drain{}
+	p := runbook.Params{"nodes": []string{node}, "pod_selector": "quarantine!=true"}
+
+	// Without delete_emptydir_data the plan refuses, naming the param.
+	f.validate(a, p)
+	if _, err := a.Plan(t.Context(), f.env(action.DryRunNone), p); err == nil || !strings.Contains(err.Error(), "delete_emptydir_data: true") {
+		t.Fatalf("want a refusal naming delete_emptydir_data, got %v", err)
+	}
+	p["delete_emptydir_data"] = true
+
+	before := f.nodeVersions(node)
+	plan, res := f.run(a, action.DryRunServer, p)
+	if plan.Count != 4 || !strings.Contains(plan.Summary, "cordon 1, evict 3 pods") {
+		t.Errorf("plan: %+v", plan)
+	}
+	if !contains(plan.Warnings, "ignoring DaemonSet-managed Pods: "+f.ns+"/"+agent) {
+		t.Errorf("plan should say the DaemonSet pod stays: %q", plan.Warnings)
+	}
+	if res.Changed != plan.Count || len(res.Failed) != 0 {
+		t.Errorf("server dry run result: %+v", res)
+	}
+	f.sameNodeVersions(before, []string{node}, "server dry run")
+
+	start := time.Now()
+	_, res = f.run(a, action.DryRunNone, p)
+	t.Logf("drain took %s: %s", time.Since(start), res.Summary)
+	if res.Changed != 4 || len(res.Failed) != 0 || res.Irreversible != evictedIrreversible {
+		t.Errorf("result: %+v", res)
+	}
+	for _, pod := range append(web, scratch) {
+		if f.podExists(pod) {
+			t.Errorf("pod %s not evicted", pod)
+		}
+	}
+	if !f.podExists(agent) || !f.podExists(quarantined) || !f.unschedulable(node) {
+		t.Error("the DaemonSet pod and the quarantined pod should stay, and the node be cordoned")
+	}
+	if again := f.plan(a, action.DryRunNone, p); !again.Noop {
+		t.Errorf("second plan should be a no-op: %+v", again)
+	}
+
+	if u := f.undo(a, res); u.Changed != 1 || f.unschedulable(node) {
+		t.Errorf("undo should uncordon %s: %+v", node, u)
+	}
+}
+
+func TestDrainThatStopsPartwayKeepsTheNodeCordonedAndListsWhatIsLeft(t *testing.T) {
+	f := newFixture(t)
+	node := f.node(false)
+	free := f.podOn(node, replicaSetRef(), map[string]string{"app": "free"}, false)
+	guarded := f.podOn(node, replicaSetRef(), map[string]string{"app": "guarded"}, false)
+	// No disruption controller runs in the sandbox, so the budget's status
+	// is never computed and the API server refuses (429) every eviction it
+	// covers: the pod cannot leave before the timeout.
+	_, err := f.cs.PolicyV1().PodDisruptionBudgets(f.ns).Create(t.Context(), &policyv1.PodDisruptionBudget{
+		ObjectMeta: metav1.ObjectMeta{Name: "guarded"},
+		Spec: policyv1.PodDisruptionBudgetSpec{
+			MinAvailable: ptr.To(intstr.FromInt32(1)),
+			Selector:     &metav1.LabelSelector{MatchLabels: map[string]string{"app": "guarded"}},
+		},
+	}, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := runbook.Params{"nodes": []string{node}, "timeout": 3 * time.Second}
+	start := time.Now()
+	_, res := f.run(Drain{}, action.DryRunNone, p)
+	if took := time.Since(start); took > 15*time.Second {
+		t.Errorf("the drain should stop at its timeout, took %s", took)
+	}
+	if len(res.Failed) != 1 || res.Failed[0].Target != f.ns+"/"+guarded || !strings.Contains(res.Failed[0].Error, "still on "+node) {
+		t.Errorf("want exactly the guarded pod left: %+v", res.Failed)
+	}
+	if res.Changed != 2 || f.podExists(free) || !f.podExists(guarded) {
+		t.Errorf("want the node cordoned and the free pod evicted: %+v", res)
+	}
+	if !f.unschedulable(node) {
+		t.Error("a drain that stopped partway must leave the node cordoned")
+	}
+	if !strings.Contains(res.Failed[0].Error, "3s timeout") {
+		t.Errorf("the failure should name the timeout: %s", res.Failed[0].Error)
+	}
+	if !strings.Contains(f.logs.String(), "evicting pod "+f.ns+"/"+guarded) {
+		t.Errorf("the library's progress should reach the log:\n%s", f.logs.String())
+	}
+}
+
+func TestDrainRefusesPodsWithoutAControllerUnlessForced(t *testing.T) {
+	f := newFixture(t)
+	node := f.node(false)
+	bare := f.podOn(node, nil, nil, false)
+	p := runbook.Params{"nodes": []string{node}}
+	_, err := Drain{}.Plan(t.Context(), f.env(action.DryRunNone), p)
+	if err == nil || !strings.Contains(err.Error(), "force: true") || !strings.Contains(err.Error(), bare) {
+		t.Fatalf("want a refusal naming force and the pod, got %v", err)
+	}
+	p["force"] = true
+	if plan := f.plan(Drain{}, action.DryRunNone, p); plan.Count != 2 {
+		t.Errorf("forced plan: %+v", plan)
+	}
+}
+
+func TestDrainDeclaresEveryPermissionItUses(t *testing.T) {
+	got := map[string]bool{}
+	for _, perm := range (Drain{}).Permissions(runbook.Params{"node_selector": "pool=web"}) {
+		got[perm.String()] = true
+	}
+	for _, want := range []string{
+		"list nodes cluster-wide", "get nodes cluster-wide", "patch nodes cluster-wide", "list pods cluster-wide", "get pods cluster-wide",
+		"create pods/eviction cluster-wide", "delete pods cluster-wide", "get daemonsets.apps cluster-wide",
+	} {
+		if !got[want] {
+			t.Errorf("missing %q in %v", want, got)
+		}
+	}
+}

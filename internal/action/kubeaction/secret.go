@@ -1,0 +1,213 @@
+package kubeaction
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/hex"
+	"fmt"
+	"sort"
+	"strings"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/validation"
+	"k8s.io/client-go/util/retry"
+
+	"irctl.dev/irctl/internal/action"
+	"irctl.dev/irctl/internal/kube"
+	"irctl.dev/irctl/internal/runbook"
+)
+
+// RotatedForIncident is the annotation a rotated Secret carries: the
+// incident it was rotated for, so that running the phase again does not
+// rotate it again (and log everybody out twice).
+const RotatedForIncident = "irctl.dev/rotated-for-incident"
+
+const (
+	defaultSecretKey   = "secret"
+	defaultSecretBytes = 64
+	minSecretBytes     = 16 // 128 bits
+	maxSecretBytes     = 4096
+)
+
+// SecretRotate replaces one key of a Secret with fresh random bytes. The
+// value never leaves the API request: plans, results, logs and the journal
+// carry only fingerprints.
+type SecretRotate struct{}
+
+func (SecretRotate) Spec() runbook.Spec {
+	return runbook.Spec{
+		Name: "k8s.secret-rotate",
+		Description: "Create a Secret, or replace one of its keys, with a new random value (crypto/rand, base64); " +
+			"only SHA-256 fingerprints are shown or recorded. Cannot be undone.",
+		Destructive: true,
+		Uses:        []string{runbook.UsesKubernetes},
+		Params: []runbook.ParamDef{
+			{Name: "namespace", Type: runbook.String, Required: true, Description: "namespace of the Secret"},
+			{Name: "name", Type: runbook.String, Required: true, Description: "name of the Secret (created if missing)"},
+			{Name: "key", Type: runbook.String, Description: "data key to set (default " + defaultSecretKey + "); other keys are kept"},
+			{Name: "bytes", Type: runbook.Int, Description: fmt.Sprintf("random bytes before base64 encoding (default %d, at least %d)", defaultSecretBytes, minSecretBytes)},
+			{Name: "once_per_incident", Type: runbook.Bool, Description: "skip a Secret already rotated for this incident (default true), so rerunning the phase changes nothing"},
+		},
+		Validate: func(p runbook.Params) error {
+			if errs := validation.IsDNS1123Subdomain(p.String("name")); len(errs) > 0 {
+				return fmt.Errorf("name %q: %s", p.String("name"), errs[0])
+			}
+			if errs := validation.IsConfigMapKey(secretKey(p)); len(errs) > 0 {
+				return fmt.Errorf("key %q: %s", secretKey(p), errs[0])
+			}
+			if n := intOr(p, "bytes", defaultSecretBytes); n < minSecretBytes || n > maxSecretBytes {
+				return fmt.Errorf("bytes is %d: want %d to %d", n, minSecretBytes, maxSecretBytes)
+			}
+			return nil
+		},
+	}
+}
+
+func secretKey(p runbook.Params) string {
+	if p.Has("key") {
+		return p.String("key")
+	}
+	return defaultSecretKey
+}
+
+func (SecretRotate) Permissions(p runbook.Params) []kube.Permission {
+	ns := p.String("namespace")
+	var perms []kube.Permission
+	for _, verb := range []string{"get", "create", "update"} {
+		perms = append(perms, kube.Permission{Verb: verb, Resource: "secrets", Namespace: ns})
+	}
+	return perms
+}
+
+// Fingerprint identifies a secret value without revealing it: the first 16
+// hex digits of its SHA-256.
+func Fingerprint(value []byte) string {
+	sum := sha256.Sum256(value)
+	return "sha256:" + hex.EncodeToString(sum[:])[:16]
+}
+
+// fingerprintOf fingerprints the key's current value, if it has one.
+func fingerprintOf(s *corev1.Secret, key string) string {
+	if s == nil {
+		return "none"
+	}
+	v, ok := s.Data[key]
+	if !ok {
+		return "none"
+	}
+	return Fingerprint(v)
+}
+
+func (SecretRotate) Plan(ctx context.Context, env *action.Env, p runbook.Params) (*action.Plan, error) {
+	c, err := env.Kube()
+	if err != nil {
+		return nil, err
+	}
+	ns, name, key := p.String("namespace"), p.String("name"), secretKey(p)
+	where := ns + "/" + name
+	cur, err := c.Core.CoreV1().Secrets(ns).Get(ctx, name, metav1.GetOptions{})
+	if apierrors.IsNotFound(err) {
+		return &action.Plan{
+			Summary: fmt.Sprintf("create Secret %s with a new random key %q", where, key),
+			Targets: []string{"secret/" + where},
+			Count:   1,
+		}, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("get Secret %s: %s", where, kube.Short(err))
+	}
+	if cur.Immutable != nil && *cur.Immutable {
+		return nil, fmt.Errorf("Secret %s is immutable: it can only be deleted and created again, which irctl leaves to you", where)
+	}
+	if boolOr(p, "once_per_incident", true) && env.Incident != "" && cur.Annotations[RotatedForIncident] == env.Incident {
+		return &action.Plan{
+			Summary: fmt.Sprintf("Secret %s was already rotated for incident %s (key %q is %s)", where, env.Incident, key, fingerprintOf(cur, key)),
+			Noop:    true,
+		}, nil
+	}
+	plan := &action.Plan{
+		Summary: fmt.Sprintf("replace key %q of Secret %s (now %s) with a new random value", key, where, fingerprintOf(cur, key)),
+		Targets: []string{"secret/" + where},
+		Count:   1,
+		Warnings: []string{"pods read a Secret at start (environment) or on their kubelet's next sync (volumes): " +
+			"restart the workloads that use it, or they keep the old value"},
+	}
+	var others []string
+	for k := range cur.Data {
+		if k != key {
+			others = append(others, k)
+		}
+	}
+	if len(others) > 0 {
+		sort.Strings(others)
+		plan.Warnings = append(plan.Warnings, fmt.Sprintf("the Secret's other keys (%s) are kept as they are: rotate them too if they were exposed", strings.Join(others, ", ")))
+	}
+	return plan, nil
+}
+
+func (SecretRotate) Apply(ctx context.Context, env *action.Env, p runbook.Params, _ *action.Plan) (*action.Result, error) {
+	c, err := env.Kube()
+	if err != nil {
+		return nil, err
+	}
+	ns, name, key := p.String("namespace"), p.String("name"), secretKey(p)
+	where := ns + "/" + name
+	raw := make([]byte, intOr(p, "bytes", defaultSecretBytes))
+	_, _ = rand.Read(raw) // never fails: it crashes the program instead
+	value := []byte(base64.StdEncoding.EncodeToString(raw))
+	clear(raw)
+
+	secrets := c.Core.CoreV1().Secrets(ns)
+	dry := kube.DryRunOpt(env.DryRun == action.DryRunServer)
+	prev, created := "none", false
+	// Re-read on every attempt: a conflict means somebody else changed the
+	// Secret, and an AlreadyExists that somebody created it meanwhile.
+	err = retry.OnError(retry.DefaultRetry, func(err error) bool { return apierrors.IsConflict(err) || apierrors.IsAlreadyExists(err) }, func() error {
+		cur, err := secrets.Get(ctx, name, metav1.GetOptions{})
+		if apierrors.IsNotFound(err) {
+			created = true
+			s := &corev1.Secret{
+				ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns, Labels: managedByLabel, Annotations: rotationAnnotations(env)},
+				Type:       corev1.SecretTypeOpaque,
+				Data:       map[string][]byte{key: value},
+			}
+			_, err = secrets.Create(ctx, s, metav1.CreateOptions{FieldManager: kube.FieldManager, DryRun: dry})
+			return err
+		}
+		if err != nil {
+			return err
+		}
+		created, prev = false, fingerprintOf(cur, key)
+		if cur.Data == nil {
+			cur.Data = map[string][]byte{}
+		}
+		cur.Data[key] = value
+		if cur.Annotations == nil {
+			cur.Annotations = map[string]string{}
+		}
+		for k, v := range rotationAnnotations(env) {
+			cur.Annotations[k] = v
+		}
+		_, err = secrets.Update(ctx, cur, metav1.UpdateOptions{FieldManager: kube.FieldManager, DryRun: dry})
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("rotate Secret %s: %s", where, kube.Short(err))
+	}
+	summary := fmt.Sprintf("replaced key %q of Secret %s: %s (was %s)", key, where, Fingerprint(value), prev)
+	if created {
+		summary = fmt.Sprintf("created Secret %s with key %q: %s", where, key, Fingerprint(value))
+	}
+	return &action.Result{Summary: summary, Changed: 1, Irreversible: "the previous secret value is not kept"}, nil
+}
+
+func rotationAnnotations(env *action.Env) map[string]string {
+	if env.Incident == "" {
+		return nil
+	}
+	return map[string]string{RotatedForIncident: env.Incident}
+}
