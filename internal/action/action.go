@@ -11,6 +11,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/rs/zerolog"
 
+	"irctl.dev/irctl/internal/evidence"
 	"irctl.dev/irctl/internal/kube"
 	"irctl.dev/irctl/internal/runbook"
 )
@@ -34,6 +35,9 @@ type Env struct {
 	Log      zerolog.Logger
 	Now      func() time.Time
 	Incident string
+	// Evidence opens the incident's evidence store on first use; it fails
+	// under --dry-run=client, which writes nothing.
+	Evidence func() (*evidence.Store, error)
 }
 
 // Plan is what a step will do, resolved against the live servers.
@@ -63,6 +67,16 @@ type Result struct {
 	Undo json.RawMessage `json:"undo,omitempty"`
 	// Irreversible says why this change cannot be undone, when it cannot.
 	Irreversible string `json:"irreversible,omitempty"`
+	// Table is tabular output (query results) the engine shows.
+	Table *Table `json:"table,omitempty"`
+}
+
+// Table is a result's rows as text. Total counts every row of the result
+// when Rows holds only the first of them.
+type Table struct {
+	Columns []string   `json:"columns"`
+	Rows    [][]string `json:"rows"`
+	Total   int        `json:"total"`
 }
 
 // Action is one kind of step.

@@ -120,6 +120,9 @@ func newRunbookCmd(f *factory) *cobra.Command {
 			for _, steps := range rb.Phases {
 				n += len(steps)
 			}
+			for _, w := range runbook.Warnings(rb) {
+				fmt.Fprintln(f.io.Out, "warning: "+w.String())
+			}
 			fmt.Fprintf(f.io.Out, "%s: ok (%d steps in %s)\n", rb.File, n, strings.Join(phasesOf(rb), ", "))
 			return nil
 		},

@@ -51,6 +51,9 @@ type factory struct {
 
 	dbMu sync.Mutex
 	pool *pgxpool.Pool
+
+	runbookHash string         // of the runbook last loaded, for evidence
+	evidence    evidenceOpener // the incident's evidence store, opened lazily (evidence.go)
 }
 
 func newFactory(io IOStreams) *factory {
@@ -154,6 +157,7 @@ func (f *factory) env() (*action.Env, error) {
 		Log:      f.log,
 		Now:      time.Now,
 		Incident: f.incidentID,
+		Evidence: f.evidenceStore,
 	}, nil
 }
 
@@ -199,6 +203,7 @@ func (f *factory) loadRunbook(name string) (*runbook.Runbook, error) {
 	if err != nil {
 		return rb, exitcode.Wrap(exitcode.Usage, err)
 	}
+	f.runbookHash = rb.Hash
 	return rb, nil
 }
 

@@ -140,6 +140,7 @@ and outcome is recorded in the incident's journal. Rehearse with
 		newSandboxCmd(f),
 		newStatusCmd(f),
 		newUndoCmd(f),
+		newEvidenceCmd(f),
 		newVersionCmd(),
 	)
 	for _, c := range newPhaseCmds(f) {

@@ -10,7 +10,9 @@ import (
 	"fmt"
 	"io"
 	"strings"
+	"text/tabwriter"
 	"time"
+	"unicode"
 
 	"irctl.dev/irctl/internal/action"
 	"irctl.dev/irctl/internal/exitcode"
@@ -66,6 +68,51 @@ func (e *Engine) mode() string {
 
 func (e *Engine) printf(format string, args ...any) {
 	fmt.Fprintf(e.Out, format, args...)
+}
+
+// maxTableRows bounds the rows of a result table shown in text mode; the
+// whole result is in the evidence (and -o json carries what the action kept).
+const maxTableRows = 50
+
+func (e *Engine) printTable(t *action.Table) {
+	tw := tabwriter.NewWriter(e.Out, 0, 4, 2, ' ', 0)
+	line := func(row []string) {
+		cells := make([]string, len(row))
+		for j, c := range row {
+			cells[j] = cleanCell(c)
+		}
+		fmt.Fprintf(tw, "    %s\n", strings.Join(cells, "\t"))
+	}
+	line(t.Columns)
+	for i, row := range t.Rows {
+		if i == maxTableRows {
+			break
+		}
+		line(row)
+	}
+	tw.Flush()
+	if total := max(t.Total, len(t.Rows)); total > maxTableRows {
+		e.printf("    ... %d more rows not shown\n", total-maxTableRows)
+	}
+}
+
+// cleanCell puts a cell on one line and escapes control characters: the
+// values come from systems under attack (a user agent can carry terminal
+// escape sequences).
+func cleanCell(s string) string {
+	s = strings.Join(strings.Fields(s), " ")
+	if strings.IndexFunc(s, unicode.IsControl) < 0 {
+		return s
+	}
+	var b strings.Builder
+	for _, r := range s {
+		if unicode.IsControl(r) {
+			fmt.Fprintf(&b, "\\x%02x", r)
+			continue
+		}
+		b.WriteRune(r)
+	}
+	return b.String()
 }
 
 // Steps returns the steps of phase, or a usage error when the runbook has
@@ -270,6 +317,9 @@ func (e *Engine) runStep(ctx context.Context, s runbook.Step) (StepReport, error
 		sr.Status = "dry-run"
 	}
 	e.printf("  done%s: %s (%s)\n", e.mode(), res.Summary, time.Since(start).Round(time.Millisecond))
+	if res.Table != nil {
+		e.printTable(res.Table)
+	}
 	if len(res.Failed) > 0 {
 		sr.Status = "partial"
 		for _, f := range res.Failed {

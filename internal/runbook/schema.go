@@ -274,7 +274,7 @@ func convertList(t Type, items []any) (any, error) {
 		for _, e := range items {
 			s, _ := e.(string)
 			a, err := netip.ParseAddr(strings.TrimSpace(s))
-			if err != nil {
+			if err != nil || a.Zone() != "" { // inet has no zones: fe80::1%eth0 is not a value it can hold
 				return nil, fmt.Errorf("%s is not an IP address", describe(e))
 			}
 			out = append(out, a)
@@ -291,7 +291,7 @@ func parsePrefix(s string) (netip.Prefix, error) {
 	s = strings.TrimSpace(s)
 	if !strings.Contains(s, "/") {
 		a, err := netip.ParseAddr(s)
-		if err != nil {
+		if err != nil || a.Zone() != "" {
 			return netip.Prefix{}, fmt.Errorf("%q is not an IP prefix", s)
 		}
 		return netip.PrefixFrom(a, a.BitLen()), nil

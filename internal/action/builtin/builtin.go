@@ -4,6 +4,7 @@ package builtin
 import (
 	"irctl.dev/irctl/internal/action"
 	"irctl.dev/irctl/internal/action/kubeaction"
+	"irctl.dev/irctl/internal/action/promaction"
 	"irctl.dev/irctl/internal/action/sqlaction"
 )
 
@@ -16,5 +17,13 @@ func Registry() *action.Registry {
 		kubeaction.Drain{},
 		kubeaction.SecretRotate{},
 		sqlaction.Exec{},
+		sqlaction.Query{},
+		sqlaction.Export{},
+		kubeaction.Logs{},
+		kubeaction.LogScan{},
+		kubeaction.Dump{},
+		kubeaction.Snapshot{},
+		kubeaction.DebugCopy{},
+		promaction.Query{},
 	)
 }

@@ -1,0 +1,260 @@
+// Package promaction holds the Prometheus actions: instant queries over
+// the Prometheus HTTP API (seed 003: `promtool query instant ...` on the
+// monitoring pod), whose raw response is kept as evidence.
+package promaction
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"irctl.dev/irctl/internal/action"
+	"irctl.dev/irctl/internal/evidence"
+	"irctl.dev/irctl/internal/runbook"
+)
+
+// Query runs an instant PromQL query.
+type Query struct {
+	// Client is the HTTP client; nil means http.DefaultClient (the step's
+	// timeout bounds each request either way).
+	Client *http.Client
+}
+
+// maxResponse bounds the response read into memory and saved.
+const maxResponse = 64 << 20
+
+func (Query) Spec() runbook.Spec {
+	return runbook.Spec{
+		Name:        "prom.query",
+		Description: "Run an instant PromQL query (GET /api/v1/query) against Prometheus; show the series as a table and save the raw response as evidence.",
+		Params: []runbook.ParamDef{
+			{Name: "url", Type: runbook.String, Required: true, Description: "Prometheus base URL, e.g. http://prometheus.monitoring.svc:9090"},
+			{Name: "query", Type: runbook.String, Required: true, Description: "PromQL, e.g. rate(container_network_receive_bytes_total[5m]) > 1000000"},
+			{Name: "time", Type: runbook.String, Description: "evaluation time, RFC 3339 (default: now)"},
+			{Name: "timeout", Type: runbook.Duration, Description: "request timeout (default 30s)"},
+			{Name: "name", Type: runbook.String, Description: "evidence file name without extension (default prometheus-query)"},
+		},
+		Validate: func(p runbook.Params) error {
+			if _, err := baseURL(p.String("url")); err != nil {
+				return err
+			}
+			if t := p.String("time"); t != "" {
+				if _, err := time.Parse(time.RFC3339, t); err != nil {
+					return fmt.Errorf("time %q: want RFC 3339, like 2026-11-22T03:00:00Z", t)
+				}
+			}
+			return nil
+		},
+	}
+}
+
+// baseURL checks a Prometheus URL: http or https with a host.
+func baseURL(s string) (*url.URL, error) {
+	u, err := url.Parse(s)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return nil, fmt.Errorf("url %q: want http(s)://host[:port][/path]", redact(s))
+	}
+	return u, nil
+}
+
+// redact hides a password in a URL, for messages and the manifest.
+func redact(s string) string {
+	if u, err := url.Parse(s); err == nil {
+		return u.Redacted()
+	}
+	return "[unparseable URL]"
+}
+
+func (q Query) Plan(_ context.Context, env *action.Env, p runbook.Params) (*action.Plan, error) {
+	if _, err := baseURL(p.String("url")); err != nil {
+		return nil, err
+	}
+	note := ""
+	if env.DryRun == action.DryRunServer {
+		note = " (collected under --dry-run=server too: a query is a read)"
+	}
+	return &action.Plan{Summary: fmt.Sprintf("instant query %q on %s; the response saved as evidence %s%s", p.String("query"), redact(p.String("url")), evidenceName(p), note)}, nil
+}
+
+func evidenceName(p runbook.Params) string {
+	base := p.String("name")
+	if base == "" {
+		base = "prometheus-query"
+	}
+	return "prometheus/" + evidence.SafeName(base) + ".json"
+}
+
+// Response is the Prometheus API envelope.
+type Response struct {
+	Status    string          `json:"status"`
+	Data      json.RawMessage `json:"data"`
+	ErrorType string          `json:"errorType"`
+	Error     string          `json:"error"`
+	Warnings  []string        `json:"warnings"`
+}
+
+type queryData struct {
+	ResultType string          `json:"resultType"`
+	Result     json.RawMessage `json:"result"`
+}
+
+type series struct {
+	Metric map[string]string `json:"metric"`
+	Value  []any             `json:"value"`  // vector: [ts, "v"]
+	Values [][]any           `json:"values"` // matrix: [[ts, "v"], ...]
+}
+
+func (q Query) Apply(ctx context.Context, env *action.Env, p runbook.Params, _ *action.Plan) (*action.Result, error) {
+	u, err := baseURL(p.String("url"))
+	if err != nil {
+		return nil, err
+	}
+	store, err := env.Evidence()
+	if err != nil {
+		return nil, fmt.Errorf("evidence: %w", err)
+	}
+	timeout := p.Duration("timeout")
+	if timeout <= 0 {
+		timeout = 30 * time.Second
+	}
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	u = u.JoinPath("api", "v1", "query")
+	v := url.Values{"query": {p.String("query")}}
+	if t := p.String("time"); t != "" {
+		v.Set("time", t)
+	}
+	u.RawQuery = v.Encode()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u.String(), nil)
+	if err != nil {
+		return nil, err
+	}
+	req.Header.Set("Accept", "application/json")
+	client := q.Client
+	if client == nil {
+		client = http.DefaultClient
+	}
+	start := time.Now()
+	resp, err := client.Do(req)
+	if err != nil {
+		var ue *url.Error
+		if errors.As(err, &ue) {
+			err = ue.Err
+		}
+		return nil, fmt.Errorf("prometheus %s: %v", redact(p.String("url")), err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(resp.Body, maxResponse+1))
+	if err != nil {
+		return nil, fmt.Errorf("prometheus %s: reading the response: %v", redact(p.String("url")), err)
+	}
+	if len(body) > maxResponse {
+		return nil, fmt.Errorf("prometheus response larger than %d MiB; narrow the query", maxResponse>>20)
+	}
+	var r Response
+	if err := json.Unmarshal(body, &r); err != nil {
+		return nil, fmt.Errorf("prometheus %s answered HTTP %d with something that is not its API's JSON", redact(p.String("url")), resp.StatusCode)
+	}
+	if r.Status != "success" {
+		return nil, fmt.Errorf("prometheus query failed (HTTP %d, %s): %s", resp.StatusCode, r.ErrorType, r.Error)
+	}
+	table, n, resultType, err := ResultTable(r.Data)
+	if err != nil {
+		return nil, err
+	}
+	rows := int64(n)
+	e, err := store.WriteFile(evidenceName(p), evidence.Source{
+		Kind: evidence.KindPrometheus, Server: redact(p.String("url")), Query: p.String("query"), Rows: &rows,
+		Note: fmt.Sprintf("GET /api/v1/query, HTTP %d, resultType %s, %s", resp.StatusCode, resultType, time.Since(start).Round(time.Millisecond)),
+	}, body, evidence.Extra{})
+	if err != nil {
+		return nil, err
+	}
+	summary := fmt.Sprintf("%d series (%s); response saved as evidence %s (sha256 %s)", n, resultType, e.Name, e.SHA256[:12])
+	if len(r.Warnings) > 0 {
+		summary += "; prometheus warns: " + strings.Join(r.Warnings, "; ")
+	}
+	return &action.Result{Summary: summary, Table: table}, nil
+}
+
+// ResultTable turns a query's data into a table: one row per series for a
+// vector (metric, value, time) or matrix (metric, samples, last value,
+// last time), one row for a scalar or string.
+func ResultTable(raw json.RawMessage) (*action.Table, int, string, error) {
+	var d queryData
+	if err := json.Unmarshal(raw, &d); err != nil {
+		return nil, 0, "", fmt.Errorf("prometheus data: %v", err)
+	}
+	switch d.ResultType {
+	case "vector", "matrix":
+		var ss []series
+		if err := json.Unmarshal(d.Result, &ss); err != nil {
+			return nil, 0, "", fmt.Errorf("prometheus %s: %v", d.ResultType, err)
+		}
+		t := &action.Table{Columns: []string{"METRIC", "VALUE", "TIME"}}
+		if d.ResultType == "matrix" {
+			t.Columns = []string{"METRIC", "SAMPLES", "LAST VALUE", "LAST TIME"}
+		}
+		for _, s := range ss {
+			if d.ResultType == "vector" {
+				val, ts := sample(s.Value)
+				t.Rows = append(t.Rows, []string{metricText(s.Metric), val, ts})
+				continue
+			}
+			val, ts := "", ""
+			if len(s.Values) > 0 {
+				val, ts = sample(s.Values[len(s.Values)-1])
+			}
+			t.Rows = append(t.Rows, []string{metricText(s.Metric), strconv.Itoa(len(s.Values)), val, ts})
+		}
+		t.Total = len(t.Rows)
+		return t, len(ss), d.ResultType, nil
+	case "scalar", "string":
+		var v []any
+		if err := json.Unmarshal(d.Result, &v); err != nil {
+			return nil, 0, "", fmt.Errorf("prometheus %s: %v", d.ResultType, err)
+		}
+		val, ts := sample(v)
+		return &action.Table{Columns: []string{"VALUE", "TIME"}, Rows: [][]string{{val, ts}}, Total: 1}, 1, d.ResultType, nil
+	}
+	return nil, 0, "", fmt.Errorf("prometheus: unknown resultType %q", d.ResultType)
+}
+
+// sample renders [unix seconds, "value"].
+func sample(v []any) (string, string) {
+	if len(v) != 2 {
+		return "", ""
+	}
+	val := fmt.Sprint(v[1])
+	ts := ""
+	if f, ok := v[0].(float64); ok {
+		sec := int64(f)
+		ts = time.Unix(sec, int64((f-float64(sec))*1e9)).UTC().Format(time.RFC3339)
+	}
+	return val, ts
+}
+
+// metricText prints a label set as name{a="b",...}.
+func metricText(m map[string]string) string {
+	name := m["__name__"]
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		if k != "__name__" {
+			keys = append(keys, k)
+		}
+	}
+	sort.Strings(keys)
+	parts := make([]string, len(keys))
+	for i, k := range keys {
+		parts[i] = fmt.Sprintf("%s=%q", k, m[k])
+	}
+	return name + "{" + strings.Join(parts, ",") + "}"
+}

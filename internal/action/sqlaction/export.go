@@ -1,0 +1,639 @@
+package sqlaction
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"fmt"
+	"io"
+	"regexp"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"irctl.dev/irctl/internal/action"
+	"irctl.dev/irctl/internal/db"
+	"irctl.dev/irctl/internal/evidence"
+	"irctl.dev/irctl/internal/runbook"
+)
+
+// Export streams a table's recent rows as CSV evidence with COPY, counting
+// them in the same snapshot.
+type Export struct{}
+
+func (Export) Spec() runbook.Spec {
+	return runbook.Spec{
+		Name: "sql.export",
+		Description: "Export a table's rows newer than a duration as CSV evidence: COPY ... TO STDOUT streamed to disk while hashed, " +
+			"formula-like cells neutralised, the row count taken in the same REPEATABLE READ snapshot.",
+		Uses: []string{runbook.UsesPostgres},
+		Params: []runbook.ParamDef{
+			{Name: "table", Type: runbook.String, Required: true, Description: "table to export, optionally schema-qualified (audit_events, public.audit_events)"},
+			{Name: "since", Type: runbook.Duration, Required: true, Description: "export rows whose time column is newer than now() minus this (e.g. 7d)"},
+			{Name: "time_column", Type: runbook.String, Description: "timestamp column the window applies to (default timestamp); rows are exported in its order"},
+			{Name: "columns", Type: runbook.Strings, Description: "columns to export (default all)"},
+			{Name: "name", Type: runbook.String, Description: "evidence file name without extension (default <table>-<since>)"},
+			{Name: "timeout", Type: runbook.Duration, Description: "statement timeout (default 30m)"},
+		},
+		Validate: func(p runbook.Params) error {
+			if _, err := splitIdent(p.String("table")); err != nil {
+				return fmt.Errorf("table: %w", err)
+			}
+			for _, c := range append([]string{p.String("time_column")}, p.Strings("columns")...) {
+				if c != "" && !identRE.MatchString(c) {
+					return fmt.Errorf("column %q is not a plain identifier", c)
+				}
+			}
+			if p.Duration("since") <= 0 {
+				return fmt.Errorf("since must be a positive duration (like 7d)")
+			}
+			return nil
+		},
+	}
+}
+
+// identRE is a plain (unquoted-style) identifier. Names are still quoted
+// with pgx.Identifier and checked against the catalog before use.
+var identRE = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_$]{0,62}$`)
+
+func splitIdent(s string) (pgx.Identifier, error) {
+	parts := strings.Split(s, ".")
+	if len(parts) > 2 {
+		return nil, fmt.Errorf("%q: want table or schema.table", s)
+	}
+	for _, p := range parts {
+		if !identRE.MatchString(p) {
+			return nil, fmt.Errorf("%q is not a plain identifier", s)
+		}
+	}
+	return pgx.Identifier(parts), nil
+}
+
+// exportSQL is the resolved export: statements built only from catalog-
+// checked, quoted identifiers and an integer rendered by irctl.
+type exportSQL struct {
+	Count string // SELECT count(*) ... (same predicate as Copy)
+	Copy  string // COPY (SELECT ...) TO STDOUT WITH (FORMAT csv, HEADER)
+	Rows  int64  // planned row count
+}
+
+// BuildExportSQL renders the count and COPY statements for a table, time
+// column, column list (nil: all) and window. COPY takes no $n parameters,
+// so the window is rendered here from a time.Duration as whole seconds:
+// no text given by a user is ever spliced in.
+func BuildExportSQL(table pgx.Identifier, timeCol string, columns []string, since time.Duration) (count, copySQL string) {
+	cols := "*"
+	if len(columns) > 0 {
+		q := make([]string, len(columns))
+		for i, c := range columns {
+			q[i] = pgx.Identifier{c}.Sanitize()
+		}
+		cols = strings.Join(q, ", ")
+	}
+	tc := pgx.Identifier{timeCol}.Sanitize()
+	secs := strconv.FormatInt(int64(since/time.Second), 10)
+	from := fmt.Sprintf("FROM %s WHERE %s > now() - make_interval(secs => %s)", table.Sanitize(), tc, secs)
+	count = "SELECT count(*) " + from
+	copySQL = fmt.Sprintf("COPY (SELECT %s %s ORDER BY %s) TO STDOUT WITH (FORMAT csv, HEADER)", cols, from, tc)
+	return count, copySQL
+}
+
+// resolve checks the table and columns against the catalog and builds the
+// statements; with count it also counts the rows in tx's snapshot.
+func (x Export) resolve(ctx context.Context, tx pgx.Tx, p runbook.Params, count bool) (*exportSQL, error) {
+	table, err := splitIdent(p.String("table"))
+	if err != nil {
+		return nil, err
+	}
+	timeCol := p.String("time_column")
+	if timeCol == "" {
+		timeCol = "timestamp"
+	}
+	// The catalog lookup binds the quoted name: a table that does not
+	// exist, or a column it lacks, fails here with a plain message.
+	rows, err := tx.Query(ctx, `
+		SELECT a.attname, t.typname
+		FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid
+		WHERE a.attrelid = to_regclass($1) AND a.attnum > 0 AND NOT a.attisdropped`, table.Sanitize())
+	if err != nil {
+		return nil, err
+	}
+	types, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) ([2]string, error) {
+		var v [2]string
+		return v, r.Scan(&v[0], &v[1])
+	})
+	if err != nil {
+		return nil, err
+	}
+	if len(types) == 0 {
+		return nil, fmt.Errorf("table %s not found (or has no columns, or is not visible to this role)", p.String("table"))
+	}
+	colType := map[string]string{}
+	for _, t := range types {
+		colType[t[0]] = t[1]
+	}
+	switch colType[timeCol] {
+	case "timestamptz", "timestamp", "date":
+	case "":
+		return nil, fmt.Errorf("table %s has no column %q (set time_column)", p.String("table"), timeCol)
+	default:
+		return nil, fmt.Errorf("column %s.%s is a %s, not a timestamp", p.String("table"), timeCol, colType[timeCol])
+	}
+	for _, c := range p.Strings("columns") {
+		if colType[c] == "" {
+			return nil, fmt.Errorf("table %s has no column %q", p.String("table"), c)
+		}
+	}
+	s := &exportSQL{}
+	s.Count, s.Copy = BuildExportSQL(table, timeCol, p.Strings("columns"), p.Duration("since"))
+	if count {
+		if err := tx.QueryRow(ctx, s.Count).Scan(&s.Rows); err != nil {
+			return nil, err
+		}
+	}
+	return s, nil
+}
+
+func exportName(p runbook.Params) string {
+	base := p.String("name")
+	if base == "" {
+		base = p.String("table") + "-" + formatWindow(p.Duration("since"))
+	}
+	return "sql/" + evidence.SafeName(base) + ".csv"
+}
+
+// formatWindow prints whole days as 7d, else the Go form.
+func formatWindow(d time.Duration) string {
+	if d%(24*time.Hour) == 0 {
+		return strconv.FormatInt(int64(d/(24*time.Hour)), 10) + "d"
+	}
+	return d.String()
+}
+
+func (x Export) Plan(ctx context.Context, env *action.Env, p runbook.Params) (*action.Plan, error) {
+	pool, err := env.DB(ctx)
+	if err != nil {
+		return nil, err
+	}
+	var s *exportSQL
+	err = readOnlyTx(ctx, pool, pgx.RepeatableRead, timeoutOf(p, 30*time.Minute), func(tx pgx.Tx) error {
+		s, err = x.resolve(ctx, tx, p, true)
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("sql.export: %s", db.Describe(err))
+	}
+	return &action.Plan{
+		Summary: fmt.Sprintf("export %d row(s) of %s newer than %s as CSV evidence %s%s",
+			s.Rows, p.String("table"), formatWindow(p.Duration("since")), exportName(p), collectNote(env)),
+		Count: int(s.Rows),
+		State: s,
+	}, nil
+}
+
+func (x Export) Apply(ctx context.Context, env *action.Env, p runbook.Params, plan *action.Plan) (*action.Result, error) {
+	pool, err := env.DB(ctx)
+	if err != nil {
+		return nil, err
+	}
+	store, err := env.Evidence()
+	if err != nil {
+		return nil, fmt.Errorf("evidence: %w", err)
+	}
+	res, err := ExportCSV(ctx, pool, store, p, env)
+	if err != nil {
+		return nil, err
+	}
+	if planned, ok := plan.State.(*exportSQL); ok && planned.Rows != res.Rows {
+		res.Summary += fmt.Sprintf(" (planned %d: rows changed in between)", planned.Rows)
+	}
+	return &action.Result{Summary: res.Summary}, nil
+}
+
+// ExportResult is what ExportCSV wrote.
+type ExportResult struct {
+	Rows    int64          // rows exported (the header not counted)
+	Entry   evidence.Entry // the evidence item
+	Summary string
+}
+
+// ExportCSV runs the export into store. In one REPEATABLE READ READ ONLY
+// transaction it streams COPY's CSV through the neutraliser into the
+// evidence writer (hashing as it goes), so memory stays flat whatever the
+// row count. The rows are counted with count(*) in the same snapshot: the
+// transaction exports its snapshot and a second connection imports it (SET
+// TRANSACTION SNAPSHOT) and counts while COPY streams, so the count costs
+// no extra time. The count, COPY's own row count and the records the
+// neutraliser saw must all agree, or the evidence is discarded.
+func ExportCSV(ctx context.Context, pool *pgxpool.Pool, store *evidence.Store, p runbook.Params, env *action.Env) (*ExportResult, error) {
+	var out *ExportResult
+	timeout := timeoutOf(p, 30*time.Minute)
+	err := readOnlyTx(ctx, pool, pgx.RepeatableRead, timeout, func(tx pgx.Tx) error {
+		s, err := Export{}.resolve(ctx, tx, p, false)
+		if err != nil {
+			return err
+		}
+		var snapshot string
+		if err := tx.QueryRow(ctx, "SELECT pg_export_snapshot()").Scan(&snapshot); err != nil {
+			return err
+		}
+		cctx, cancel := context.WithCancel(ctx)
+		defer cancel()
+		counted := make(chan error, 1)
+		go func() { counted <- countInSnapshot(cctx, pool, snapshot, s, timeout) }()
+
+		server := db.Where(tx.Conn().Config())
+		w, err := store.Create(exportName(p), evidence.Source{Kind: evidence.KindSQL, Server: server, SQL: s.Copy})
+		if err != nil {
+			return err
+		}
+		defer w.Close()
+		env.Log.Debug().Str("sql", s.Copy).Msg("sql copy to evidence")
+		// Hashing and writing the file run beside the COPY stream, so a
+		// slow disk write never stalls reading from the server.
+		aw := newAsyncWriter(w)
+		nw := NewCSVNeutraliser(aw)
+		start := time.Now()
+		tag, err := tx.Conn().PgConn().CopyTo(ctx, nw, s.Copy)
+		if err == nil {
+			err = nw.Close()
+		}
+		if werr := aw.Close(); err == nil {
+			err = werr
+		}
+		if err != nil {
+			return err
+		}
+		copied := time.Now()
+		if err := <-counted; err != nil {
+			return fmt.Errorf("count(*) in the export's snapshot: %w", err)
+		}
+		env.Log.Debug().Dur("copy", copied.Sub(start)).Dur("count_wait", time.Since(copied)).Int64("bytes", w.Size()).Msg("sql copy streamed")
+		if got := nw.Records() - 1; got != s.Rows || tag.RowsAffected() != s.Rows {
+			return fmt.Errorf("COPY reported %d rows and wrote %d CSV records, but count(*) in the same snapshot said %d; evidence discarded", tag.RowsAffected(), got, s.Rows)
+		}
+		note := ""
+		if n := nw.Neutralised(); n > 0 {
+			note = fmt.Sprintf("%d cell(s) beginning with = + - @ tab or CR prefixed with ' (CSV injection)", n)
+		}
+		committed := time.Now()
+		e, err := w.Commit(evidence.Extra{Rows: &s.Rows, Note: note})
+		if err != nil {
+			return err
+		}
+		env.Log.Debug().Dur("commit", time.Since(committed)).Str("evidence", e.Name).Msg("export committed (fsync, link, manifest)")
+		out = &ExportResult{Rows: s.Rows, Entry: e}
+		out.Summary = fmt.Sprintf("exported %d row(s) of %s newer than %s to evidence %s (%d bytes, sha256 %s)%s",
+			s.Rows, p.String("table"), formatWindow(p.Duration("since")), e.Name, e.Size, e.SHA256[:12], collectNote(env))
+		if note != "" {
+			out.Summary += "; " + note
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("sql.export: %s", db.Describe(err))
+	}
+	return out, nil
+}
+
+// snapshotID is the form of pg_export_snapshot()'s result; SET TRANSACTION
+// SNAPSHOT takes no parameters, so the ID is checked before it is quoted.
+var snapshotID = regexp.MustCompile(`^[0-9A-Fa-f]+-[0-9A-Fa-f]+(-[0-9]+)?$`)
+
+// countInSnapshot counts s's rows on another connection, in the snapshot
+// the export's transaction exported.
+func countInSnapshot(ctx context.Context, pool *pgxpool.Pool, snapshot string, s *exportSQL, timeout time.Duration) error {
+	if !snapshotID.MatchString(snapshot) {
+		return fmt.Errorf("unexpected snapshot id %q", snapshot)
+	}
+	tx, err := pool.BeginTx(ctx, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly})
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback(context.WithoutCancel(ctx))
+	// Importing the snapshot must come first in the transaction.
+	if _, err := tx.Exec(ctx, "SET TRANSACTION SNAPSHOT '"+snapshot+"'"); err != nil {
+		return err
+	}
+	if _, err := tx.Exec(ctx, "SET LOCAL statement_timeout = "+strconv.FormatInt(timeout.Milliseconds(), 10)); err != nil {
+		return err
+	}
+	return tx.QueryRow(ctx, s.Count).Scan(&s.Rows)
+}
+
+// asyncWriter hands what is written to it to a goroutine that writes it
+// on, through a few reused buffers: memory stays bounded (asyncDepth+1
+// buffers) and the producer only waits when the writer is that far behind.
+type asyncWriter struct {
+	ch   chan []byte
+	free chan []byte
+	done chan error
+	err  atomic.Pointer[error]
+}
+
+const (
+	asyncDepth = 8
+	asyncBuf   = csvFlushAt + 64<<10
+)
+
+func newAsyncWriter(w io.Writer) *asyncWriter {
+	a := &asyncWriter{ch: make(chan []byte, asyncDepth), free: make(chan []byte, asyncDepth+1), done: make(chan error, 1)}
+	for range asyncDepth + 1 {
+		a.free <- make([]byte, 0, asyncBuf)
+	}
+	go func() {
+		var err error
+		for b := range a.ch {
+			if err == nil {
+				if _, err = w.Write(b); err != nil {
+					a.err.Store(&err)
+				}
+			}
+			a.free <- b[:0]
+		}
+		a.done <- err
+	}()
+	return a
+}
+
+// Write copies p into a free buffer and queues it; a failed write of an
+// earlier buffer is returned here, so the producer stops early.
+func (a *asyncWriter) Write(p []byte) (int, error) {
+	n := 0
+	for len(p) > 0 {
+		if e := a.err.Load(); e != nil {
+			return n, *e
+		}
+		b := <-a.free
+		k := min(len(p), cap(b))
+		b = append(b, p[:k]...)
+		a.ch <- b
+		p, n = p[k:], n+k
+	}
+	return n, nil
+}
+
+// Swap queues b, which the caller gives up, and returns a free buffer in
+// exchange: the hand-over costs no copy.
+func (a *asyncWriter) Swap(b []byte) ([]byte, error) {
+	if e := a.err.Load(); e != nil {
+		return b[:0], *e
+	}
+	free := <-a.free
+	a.ch <- b
+	return free, nil
+}
+
+// Close waits until everything queued is written.
+func (a *asyncWriter) Close() error {
+	close(a.ch)
+	return <-a.done
+}
+
+// NeutraliseCell prefixes a single quote to a cell beginning with = + - @,
+// tab or CR, so a spreadsheet shows it as text instead of evaluating it.
+func NeutraliseCell(s string) string {
+	if s != "" && dangerous[s[0]] {
+		return "'" + s
+	}
+	return s
+}
+
+// CSVNeutraliser rewrites an RFC 4180 CSV stream (as COPY ... WITH
+// (FORMAT csv) writes it) on the fly, prefixing a single quote to every
+// cell, quoted or not, whose content begins with = + - @, tab or CR. It
+// follows quoting across Write calls, so quoted cells with commas, quotes
+// and line breaks pass through intact, and it counts records. The output
+// is the input with those quotes inserted: it is copied in spans, not
+// byte by byte.
+type CSVNeutraliser struct {
+	w           io.Writer
+	out         []byte
+	state       csvState
+	records     int64
+	neutralised int64
+	last        byte // the last input byte
+	err         error
+}
+
+type csvState uint8
+
+const (
+	stFieldStart    csvState = iota // at the start of a field
+	stUnquoted                      // inside an unquoted field
+	stQuotedStart                   // just after a field's opening quote
+	stQuoted                        // inside a quoted field
+	stQuoteInQuoted                 // saw a quote inside a quoted field: an escaped quote or the end
+	stCRAtStart                     // held back a CR at the start of a field: CRLF, or a cell beginning with CR
+	stCR                            // saw CR after a field's content: CRLF, or a stray CR
+)
+
+const csvFlushAt = 128 << 10
+
+// NewCSVNeutraliser writes the neutralised stream to w.
+func NewCSVNeutraliser(w io.Writer) *CSVNeutraliser {
+	return &CSVNeutraliser{w: w, out: make([]byte, 0, asyncBuf)}
+}
+
+// Records is the number of records seen (the header included).
+func (c *CSVNeutraliser) Records() int64 { return c.records }
+
+// Neutralised is the number of cells prefixed.
+func (c *CSVNeutraliser) Neutralised() int64 { return c.neutralised }
+
+var (
+	// dangerous are the first bytes of a cell a spreadsheet would evaluate.
+	dangerous = [256]bool{'=': true, '+': true, '-': true, '@': true, '\t': true, '\r': true}
+	// endsUnquoted are the bytes that end an unquoted field.
+	endsUnquoted = [256]bool{',': true, '\n': true, '\r': true}
+	// fieldStartSpecial are the first bytes of a field that need a look.
+	fieldStartSpecial = [256]bool{',': true, '\n': true, '\r': true, '"': true, '=': true, '+': true, '-': true, '@': true, '\t': true}
+)
+
+// unquotedRun returns the length of p's prefix free of comma, LF and CR,
+// eight bytes at a time: the bulk of an export is unquoted cells.
+func unquotedRun(p []byte) int {
+	const lo, hi = 0x0101010101010101, 0x8080808080808080
+	j := 0
+	for ; j+8 <= len(p); j += 8 {
+		w := binary.LittleEndian.Uint64(p[j:])
+		// A zero byte in w^(lo*c) marks a byte equal to c.
+		a, b, c := w^(lo*','), w^(lo*'\n'), w^(lo*'\r')
+		if ((a-lo)&^a|(b-lo)&^b|(c-lo)&^c)&hi != 0 {
+			break
+		}
+	}
+	for j < len(p) && !endsUnquoted[p[j]] {
+		j++
+	}
+	return j
+}
+
+// Write rewrites p; it always consumes all of p unless the underlying
+// writer fails.
+func (c *CSVNeutraliser) Write(p []byte) (int, error) {
+	if c.err != nil {
+		return 0, c.err
+	}
+	if len(p) > 0 {
+		c.last = p[len(p)-1]
+	}
+	start := 0 // p[start:i] is output not yet copied
+	i := 0
+	for i < len(p) {
+		switch c.state {
+		case stUnquoted:
+			i += unquotedRun(p[i:])
+			if i == len(p) {
+				break
+			}
+			switch p[i] {
+			case ',':
+				c.state = stFieldStart
+			case '\n':
+				c.records++
+				c.state = stFieldStart
+			case '\r':
+				c.state = stCR
+			}
+			i++
+		case stQuoted:
+			j := bytes.IndexByte(p[i:], '"')
+			if j < 0 {
+				i = len(p)
+				break
+			}
+			i += j + 1
+			c.state = stQuoteInQuoted
+		case stFieldStart:
+			b := p[i]
+			switch {
+			case !fieldStartSpecial[b]:
+				c.state = stUnquoted
+			case b == '"':
+				c.state = stQuotedStart
+			case b == ',':
+			case b == '\n':
+				c.records++
+			case b == '\r':
+				// Hold the CR back until the next byte says what it is.
+				c.out = append(c.out, p[start:i]...)
+				start = i + 1
+				c.state = stCRAtStart
+			default: // dangerous
+				c.out = append(c.out, p[start:i]...)
+				c.out = append(c.out, '\'')
+				start = i
+				c.neutralised++
+				c.state = stUnquoted
+			}
+			i++
+		case stQuotedStart:
+			b := p[i]
+			switch {
+			case b == '"':
+				c.state = stQuoteInQuoted
+			case dangerous[b]:
+				c.out = append(c.out, p[start:i]...)
+				c.out = append(c.out, '\'')
+				start = i
+				c.neutralised++
+				c.state = stQuoted
+			default:
+				c.state = stQuoted
+			}
+			i++
+		case stQuoteInQuoted:
+			switch p[i] {
+			case '"': // an escaped quote
+				c.state = stQuoted
+			case ',':
+				c.state = stFieldStart
+			case '\n':
+				c.records++
+				c.state = stFieldStart
+			case '\r':
+				c.state = stCR
+			default: // not RFC 4180; pass it through
+				c.state = stUnquoted
+			}
+			i++
+		case stCRAtStart:
+			// start == i: the held CR is in no span.
+			if p[i] == '\n' {
+				c.out = append(c.out, '\r') // CRLF: the LF follows in the span
+				c.records++
+				c.state = stFieldStart
+				i++
+				break
+			}
+			// A cell beginning with a bare CR; p[i] is its next byte.
+			c.out = append(c.out, '\'', '\r')
+			c.neutralised++
+			c.state = stUnquoted
+		case stCR:
+			if p[i] == '\n' {
+				c.records++
+				c.state = stFieldStart
+				i++
+				break
+			}
+			c.state = stUnquoted // a stray CR inside the field; p[i] continues it
+		}
+	}
+	c.out = append(c.out, p[start:]...)
+	if len(c.out) >= csvFlushAt {
+		if err := c.flush(); err != nil {
+			return 0, err
+		}
+	}
+	return len(p), nil
+}
+
+// swapper is a writer that takes a full buffer and gives back an empty
+// one (asyncWriter), sparing a copy.
+type swapper interface {
+	Swap([]byte) ([]byte, error)
+}
+
+func (c *CSVNeutraliser) flush() error {
+	if len(c.out) == 0 {
+		return nil
+	}
+	var err error
+	if sw, ok := c.w.(swapper); ok {
+		c.out, err = sw.Swap(c.out)
+	} else {
+		_, err = c.w.Write(c.out)
+	}
+	c.out = c.out[:0]
+	if err != nil {
+		c.err = err
+	}
+	return err
+}
+
+// Close ends the stream: a held-back CR is written, a last record without
+// a line break is counted, and everything is flushed. It does not close
+// the underlying writer.
+func (c *CSVNeutraliser) Close() error {
+	switch c.state {
+	case stCRAtStart:
+		c.out = append(c.out, '\r')
+		c.records++
+	case stCR:
+		c.records++
+	case stUnquoted, stQuoteInQuoted, stQuoted, stQuotedStart:
+		c.records++
+	case stFieldStart:
+		if c.last == ',' { // a last record ending in an empty field
+			c.records++
+		}
+	}
+	c.state = stFieldStart
+	return c.flush()
+}

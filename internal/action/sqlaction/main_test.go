@@ -1,0 +1,9 @@
+package sqlaction_test
+
+import (
+	"testing"
+
+	"irctl.dev/irctl/internal/sandbox/sandboxtest"
+)
+
+func TestMain(m *testing.M) { sandboxtest.Main(m) }

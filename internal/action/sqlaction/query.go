@@ -1,0 +1,393 @@
+package sqlaction
+
+import (
+	"bytes"
+	"context"
+	"encoding/csv"
+	"encoding/json"
+	"fmt"
+	"io"
+	"reflect"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgtype"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"irctl.dev/irctl/internal/action"
+	"irctl.dev/irctl/internal/db"
+	"irctl.dev/irctl/internal/evidence"
+	"irctl.dev/irctl/internal/runbook"
+)
+
+// Query runs a parameterised read-only query, shows its rows and keeps all
+// of them as evidence.
+type Query struct{}
+
+// DefaultKeepRows is how many rows a query result keeps in memory for the
+// table shown (and -o json); every row goes to the evidence file.
+const DefaultKeepRows = 1000
+
+func (Query) Spec() runbook.Spec {
+	return runbook.Spec{
+		Name:        "sql.query",
+		Description: "Run a parameterised query in a READ ONLY transaction; show the rows and save them all as evidence (JSON lines or CSV) with the SQL, params and row count.",
+		Uses:        []string{runbook.UsesPostgres},
+		Params: []runbook.ParamDef{
+			{Name: "sql", Type: runbook.String, Required: true, Description: "the query, with $1, $2... placeholders"},
+			{Name: "args", Type: runbook.Any, Description: "values bound to $1, $2...: runbook params keep their types (ints, strings, cidrs, ips, durations)"},
+			{Name: "summary", Type: runbook.String, Description: "what the query finds, for plans and the journal"},
+			{Name: "name", Type: runbook.String, Description: "evidence file name without extension (default: from summary)"},
+			{Name: "format", Type: runbook.String, Description: "evidence format: jsonl (default) or csv"},
+			{Name: "keep_rows", Type: runbook.Int, Description: fmt.Sprintf("rows kept for display and -o json (default %d); the evidence has them all", DefaultKeepRows)},
+			{Name: "timeout", Type: runbook.Duration, Description: "statement timeout (default 5m)"},
+			{Name: "only_if", Type: runbook.Any, Description: "run only when this value (e.g. a list param) is non-empty; otherwise the step is a no-op"},
+			{Name: "skip_message", Type: runbook.String, Description: "what an empty only_if means, for the plan"},
+		},
+		Validate: func(p runbook.Params) error {
+			switch p.String("format") {
+			case "", "jsonl", "csv":
+			default:
+				return fmt.Errorf("format %q: want jsonl or csv", p.String("format"))
+			}
+			if _, err := bindQueryArgs(p["args"]); err != nil {
+				return fmt.Errorf("args: %w", err)
+			}
+			return nil
+		},
+	}
+}
+
+func (q Query) Plan(ctx context.Context, env *action.Env, p runbook.Params) (*action.Plan, error) {
+	what := describeQuery(p)
+	if p.Has("only_if") && isEmpty(p["only_if"]) {
+		msg := p.String("skip_message")
+		if msg == "" {
+			msg = "only_if is empty"
+		}
+		return &action.Plan{Summary: fmt.Sprintf("%s: skipped: %s", what, msg), Noop: true}, nil
+	}
+	args, err := bindQueryArgs(p["args"])
+	if err != nil {
+		return nil, fmt.Errorf("args: %w", err)
+	}
+	pool, err := env.DB(ctx)
+	if err != nil {
+		return nil, err
+	}
+	// Parse and describe without executing: a bad query fails here, even
+	// under --dry-run=client.
+	var sd *pgconn.StatementDescription
+	err = withConn(ctx, pool, func(c *pgx.Conn) error {
+		sd, err = c.PgConn().Prepare(ctx, "", p.String("sql"), nil)
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("sql: %s", db.Describe(err))
+	}
+	if len(sd.ParamOIDs) != len(args) {
+		return nil, fmt.Errorf("sql has %d placeholder(s) but args gives %d value(s)", len(sd.ParamOIDs), len(args))
+	}
+	cols := make([]string, len(sd.Fields))
+	for i, f := range sd.Fields {
+		cols[i] = f.Name
+	}
+	if len(cols) == 0 {
+		return nil, fmt.Errorf("sql returns no columns: sql.query is for SELECT queries (use sql.exec for writes)")
+	}
+	return &action.Plan{
+		Summary: fmt.Sprintf("%s: read-only query returning %d column(s) (%s), rows saved as evidence %s%s",
+			what, len(cols), strings.Join(cols, ", "), queryEvidenceName(p), collectNote(env)),
+	}, nil
+}
+
+func (q Query) Apply(ctx context.Context, env *action.Env, p runbook.Params, plan *action.Plan) (*action.Result, error) {
+	args, err := bindQueryArgs(p["args"])
+	if err != nil {
+		return nil, fmt.Errorf("args: %w", err)
+	}
+	pool, err := env.DB(ctx)
+	if err != nil {
+		return nil, err
+	}
+	store, err := env.Evidence()
+	if err != nil {
+		return nil, fmt.Errorf("evidence: %w", err)
+	}
+	keep := DefaultKeepRows
+	if p.Has("keep_rows") {
+		keep = int(p.Int("keep_rows"))
+	}
+	src := evidence.Source{
+		Kind: evidence.KindSQL, Server: db.Where(pool.Config().ConnConfig),
+		SQL: p.String("sql"), Params: p.Display(q.Spec(), nil)["args"],
+	}
+	w, err := store.Create(queryEvidenceName(p), src)
+	if err != nil {
+		return nil, err
+	}
+	defer w.Close()
+	enc := newRowEncoder(w, p.String("format"))
+	table := &action.Table{}
+	var n int64
+	err = readOnlyTx(ctx, pool, pgx.ReadCommitted, timeoutOf(p, 5*time.Minute), func(tx pgx.Tx) error {
+		rows, err := tx.Query(ctx, p.String("sql"), append([]any{pgx.QueryResultFormats{pgx.TextFormatCode}}, args...)...)
+		if err != nil {
+			return err
+		}
+		defer rows.Close()
+		fields := rows.FieldDescriptions()
+		for _, f := range fields {
+			table.Columns = append(table.Columns, f.Name)
+		}
+		if err := enc.header(fields); err != nil {
+			return err
+		}
+		for rows.Next() {
+			raw := rows.RawValues()
+			if err := enc.row(raw); err != nil {
+				return err
+			}
+			if int(n) < keep {
+				table.Rows = append(table.Rows, displayRow(raw))
+			}
+			n++
+		}
+		if err := rows.Err(); err != nil {
+			return err
+		}
+		return enc.flush()
+	})
+	if err != nil {
+		return nil, fmt.Errorf("sql: %s", db.Describe(err))
+	}
+	e, err := w.Commit(evidence.Extra{Rows: &n})
+	if err != nil {
+		return nil, err
+	}
+	table.Total = int(n)
+	return &action.Result{
+		Summary: fmt.Sprintf("%s: %d row(s); saved as evidence %s (sha256 %s)%s", describeQuery(p), n, e.Name, e.SHA256[:12], collectNote(env)),
+		Table:   table,
+	}, nil
+}
+
+func describeQuery(p runbook.Params) string {
+	if s := p.String("summary"); s != "" {
+		return s
+	}
+	return oneLine(p.String("sql"))
+}
+
+func queryEvidenceName(p runbook.Params) string {
+	base := p.String("name")
+	if base == "" {
+		base = p.String("summary")
+	}
+	if base == "" {
+		base = "query"
+	}
+	ext := ".jsonl"
+	if p.String("format") == "csv" {
+		ext = ".csv"
+	}
+	return "sql/" + evidence.SafeName(base) + ext
+}
+
+// collectNote tells a server dry run that evidence is still collected.
+func collectNote(env *action.Env) string {
+	if env.DryRun == action.DryRunServer {
+		return " (collected under --dry-run=server too: collecting evidence is a read)"
+	}
+	return ""
+}
+
+func timeoutOf(p runbook.Params, def time.Duration) time.Duration {
+	if p.Has("timeout") {
+		return p.Duration("timeout")
+	}
+	return def
+}
+
+// isEmpty reports whether an only_if value is empty: nil, "", or an empty
+// list of any type.
+func isEmpty(v any) bool {
+	if v == nil {
+		return true
+	}
+	if s, ok := v.(string); ok {
+		return s == ""
+	}
+	rv := reflect.ValueOf(v)
+	switch rv.Kind() {
+	case reflect.Slice, reflect.Map:
+		return rv.Len() == 0
+	}
+	return false
+}
+
+// bindQueryArgs is BindArgs plus durations, which pgx binds as intervals.
+func bindQueryArgs(v any) ([]any, error) {
+	list, ok := v.([]any)
+	if !ok {
+		return BindArgs(v)
+	}
+	rest := make([]any, len(list))
+	for i, a := range list {
+		if _, isDur := a.(time.Duration); !isDur {
+			rest[i] = a
+		}
+	}
+	out, err := BindArgs(rest)
+	if err != nil {
+		return nil, err
+	}
+	for i, a := range list {
+		if d, isDur := a.(time.Duration); isDur {
+			out[i] = d
+		}
+	}
+	return out, nil
+}
+
+func withConn(ctx context.Context, pool *pgxpool.Pool, fn func(*pgx.Conn) error) error {
+	c, err := pool.Acquire(ctx)
+	if err != nil {
+		return err
+	}
+	defer c.Release()
+	return fn(c.Conn())
+}
+
+// TxBeginner begins transactions: a pool or a connection.
+type TxBeginner interface {
+	BeginTx(context.Context, pgx.TxOptions) (pgx.Tx, error)
+}
+
+// readOnlyTx runs fn in a READ ONLY transaction at the given isolation,
+// with times rendered in UTC and a statement timeout (0: none). It always
+// rolls back: there is nothing to commit.
+func readOnlyTx(ctx context.Context, b TxBeginner, iso pgx.TxIsoLevel, timeout time.Duration, fn func(pgx.Tx) error) error {
+	tx, err := b.BeginTx(ctx, pgx.TxOptions{IsoLevel: iso, AccessMode: pgx.ReadOnly})
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback(context.WithoutCancel(ctx))
+	// Values rendered by irctl (an integer), never user text.
+	if _, err := tx.Exec(ctx, "SET LOCAL TimeZone = 'UTC'"); err != nil {
+		return err
+	}
+	if _, err := tx.Exec(ctx, "SET LOCAL statement_timeout = "+strconv.FormatInt(timeout.Milliseconds(), 10)); err != nil {
+		return err
+	}
+	return fn(tx)
+}
+
+// displayRow turns text-format values into table cells.
+func displayRow(raw [][]byte) []string {
+	out := make([]string, len(raw))
+	for i, v := range raw {
+		if v == nil {
+			out[i] = "NULL"
+		} else {
+			out[i] = string(v)
+		}
+	}
+	return out
+}
+
+// rowEncoder writes text-format rows as JSON lines (typed where the column
+// type allows: numbers, booleans, json) or as neutralised CSV.
+type rowEncoder struct {
+	w      io.Writer
+	csv    *csv.Writer
+	fields []pgconn.FieldDescription
+	names  [][]byte // JSON-encoded column names
+	buf    bytes.Buffer
+}
+
+func newRowEncoder(w io.Writer, format string) *rowEncoder {
+	e := &rowEncoder{w: w}
+	if format == "csv" {
+		e.csv = csv.NewWriter(w)
+	}
+	return e
+}
+
+func (e *rowEncoder) header(fields []pgconn.FieldDescription) error {
+	e.fields = fields
+	if e.csv != nil {
+		cells := make([]string, len(fields))
+		for i, f := range fields {
+			cells[i] = NeutraliseCell(f.Name)
+		}
+		return e.csv.Write(cells)
+	}
+	for _, f := range fields {
+		b, _ := json.Marshal(f.Name)
+		e.names = append(e.names, b)
+	}
+	return nil
+}
+
+func (e *rowEncoder) row(raw [][]byte) error {
+	if e.csv != nil {
+		cells := make([]string, len(raw))
+		for i, v := range raw {
+			cells[i] = NeutraliseCell(string(v)) // NULL and "" both export as empty, as COPY's CSV does
+		}
+		return e.csv.Write(cells)
+	}
+	e.buf.Reset()
+	e.buf.WriteByte('{')
+	for i, v := range raw {
+		if i > 0 {
+			e.buf.WriteByte(',')
+		}
+		e.buf.Write(e.names[i])
+		e.buf.WriteByte(':')
+		e.buf.Write(jsonValue(e.fields[i].DataTypeOID, v))
+	}
+	e.buf.WriteString("}\n")
+	_, err := e.w.Write(e.buf.Bytes())
+	return err
+}
+
+func (e *rowEncoder) flush() error {
+	if e.csv != nil {
+		e.csv.Flush()
+		return e.csv.Error()
+	}
+	return nil
+}
+
+// jsonValue renders a text-format value as JSON: numbers, booleans and
+// json stay typed, everything else (times, addresses, text) is a string
+// exactly as PostgreSQL printed it.
+func jsonValue(oid uint32, v []byte) []byte {
+	if v == nil {
+		return []byte("null")
+	}
+	switch oid {
+	case pgtype.Int2OID, pgtype.Int4OID, pgtype.Int8OID, pgtype.Float4OID, pgtype.Float8OID, pgtype.NumericOID:
+		if json.Valid(v) && v[0] != '"' {
+			return v
+		}
+	case pgtype.BoolOID:
+		switch string(v) {
+		case "t":
+			return []byte("true")
+		case "f":
+			return []byte("false")
+		}
+	case pgtype.JSONOID, pgtype.JSONBOID:
+		if json.Valid(v) {
+			return v
+		}
+	}
+	b, _ := json.Marshal(string(v))
+	return b
+}
