@@ -14,7 +14,6 @@ import (
 	"github.com/rs/zerolog"
 	"github.com/spf13/cobra"
 	"golang.org/x/term"
-	"k8s.io/cli-runtime/pkg/genericclioptions"
 
 	irctl "irctl.dev/irctl"
 	"irctl.dev/irctl/internal/action"
@@ -34,7 +33,7 @@ const defaultRunbook = "security-incident"
 // need.
 type factory struct {
 	io        IOStreams
-	kubeFlags *genericclioptions.ConfigFlags
+	kubeFlags *kube.ConfigFlags
 
 	databaseURL, runbookPath, incidentID, stateDir string
 	dryRun, output, logLevel, logFormat            string

@@ -14,10 +14,10 @@ import (
 	"syscall"
 
 	"github.com/spf13/cobra"
-	"k8s.io/cli-runtime/pkg/genericclioptions"
 
 	"irctl.dev/irctl/internal/action"
 	"irctl.dev/irctl/internal/exitcode"
+	"irctl.dev/irctl/internal/kube"
 )
 
 // version is set at build time with -ldflags "-X irctl.dev/irctl/internal/cli.version=...".
@@ -118,7 +118,7 @@ and outcome is recorded in the incident's journal. Rehearse with
 		return exitcode.Wrap(exitcode.Usage, err)
 	})
 	pf := root.PersistentFlags()
-	f.kubeFlags = genericclioptions.NewConfigFlags(true)
+	f.kubeFlags = kube.NewConfigFlags()
 	f.kubeFlags.AddFlags(pf)
 	pf.StringVar(&f.databaseURL, "database-url", "", "PostgreSQL URL (env IRCTL_DATABASE_URL; else libpq's PG* variables)")
 	pf.StringVarP(&f.runbookPath, "runbook", "f", defaultRunbook, "runbook file, or the name of a shipped runbook (see `irctl runbook list`)")

@@ -17,12 +17,11 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/util/validation"
-	cmdutil "k8s.io/kubectl/pkg/cmd/util"
-	"k8s.io/kubectl/pkg/drain"
 
 	"irctl.dev/irctl/internal/action"
 	"irctl.dev/irctl/internal/kube"
 	"irctl.dev/irctl/internal/runbook"
+	"irctl.dev/irctl/internal/third_party/drain"
 )
 
 // Drain defaults, as kubectl's except that DaemonSet pods are ignored: a
@@ -323,7 +322,7 @@ func (Drain) helper(ctx context.Context, env *action.Env, c *kube.Clients, p run
 		ErrOut: logWriter{env.Log, zerolog.WarnLevel},
 	}
 	if env.DryRun == action.DryRunServer {
-		h.DryRunStrategy = cmdutil.DryRunServer
+		h.DryRunStrategy = drain.DryRunServer
 	}
 	return h
 }
