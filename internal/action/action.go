@@ -35,6 +35,9 @@ type Env struct {
 	Log      zerolog.Logger
 	Now      func() time.Time
 	Incident string
+	// Secrets are the values of the runbook's secret params: whatever an
+	// action records (evidence manifests, results) shows them redacted.
+	Secrets []string
 	// Evidence opens the incident's evidence store on first use; it fails
 	// under --dry-run=client, which writes nothing.
 	Evidence func() (*evidence.Store, error)

@@ -84,6 +84,7 @@ func runPhases(ctx context.Context, f *factory, phases []string, skipEmpty bool)
 	if f.output == "json" {
 		out = io.Discard
 	}
+	env.Secrets = rb.Secrets
 	eng := &engine.Engine{
 		Registry: f.registry, Env: env, Runbook: rb, Incident: inc, Journal: j,
 		Prompter: prompt.New(f.io.In, f.io.ErrOut), Yes: f.yes, Operator: incident.Operator(), Out: out,

@@ -575,3 +575,60 @@ func TestExportPlanCountMatches(t *testing.T) {
 		t.Fatalf("plan %d, db %d, result %s", plan.Count, n, res.Summary)
 	}
 }
+
+// A runbook's secret param bound into a query is redacted in the evidence
+// manifest: the manifest records the statement and its params for whoever
+// reads the bundle later, and must not hand them the secret.
+func TestQueryEvidenceRedactsRunbookSecrets(t *testing.T) {
+	const secret = "s3cr3t-canary-7f1c9e"
+	e := newSQLEnv(t)
+	src := []byte(`apiVersion: irctl/v1
+kind: Runbook
+name: secret-query
+params:
+  token:
+    secret: true
+    description: a credential the query compares against
+phases:
+  assess:
+    - name: check-token
+      action: sql.query
+      with:
+        summary: token check
+        name: token-check
+        sql: SELECT $1::text = 'nope' AS matches
+        args: ["{{ .token }}"]
+`)
+	rb, err := runbook.Load("secret-query.yaml", src, runbook.Options{Catalog: builtin.Registry(), Set: map[string]string{"token": secret}, Incident: "SEC-20261122-043"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.Secrets = rb.Secrets
+	if _, _, err := runStep(context.Background(), e.Env, step(t, rb, "assess", "check-token")); err != nil {
+		t.Fatal(err)
+	}
+	err = filepath.WalkDir(e.dir, func(path string, d os.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		data, err := os.ReadFile(path)
+		if err != nil {
+			return err
+		}
+		if bytes.Contains(data, []byte(secret)) {
+			t.Errorf("%s holds the secret param's value", path)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	store, err := e.Evidence()
+	if err != nil {
+		t.Fatal(err)
+	}
+	manifest, err := os.ReadFile(filepath.Join(store.Dir(), evidence.ManifestName))
+	if err != nil || !bytes.Contains(manifest, []byte("[redacted]")) {
+		t.Errorf("manifest does not record the redacted param (%v):\n%s", err, manifest)
+	}
+}

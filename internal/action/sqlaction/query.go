@@ -123,7 +123,7 @@ func (q Query) Apply(ctx context.Context, env *action.Env, p runbook.Params, pla
 	}
 	src := evidence.Source{
 		Kind: evidence.KindSQL, Server: db.Where(pool.Config().ConnConfig),
-		SQL: p.String("sql"), Params: p.Display(q.Spec(), nil)["args"],
+		SQL: p.String("sql"), Params: p.Display(q.Spec(), env.Secrets)["args"],
 	}
 	w, err := store.Create(queryEvidenceName(p), src)
 	if err != nil {
