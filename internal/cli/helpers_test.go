@@ -8,14 +8,20 @@ import (
 	"encoding/json"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/jackc/pgx/v5"
+	coordinationv1 "k8s.io/api/coordination/v1"
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/tools/clientcmd"
+	"k8s.io/utils/ptr"
 
 	"irctl.dev/irctl/internal/engine"
 	"irctl.dev/irctl/internal/incident"
+	"irctl.dev/irctl/internal/lock"
 	"irctl.dev/irctl/internal/sandbox"
 	"irctl.dev/irctl/internal/sandbox/sandboxtest"
 )
@@ -64,7 +70,58 @@ func newHarness(t *testing.T, pods int) *harness {
 		t.Fatalf("declare: %+v", r)
 	}
 	h.incident = strings.TrimSpace(r.stdout)
+	h.guardLease()
 	return h
+}
+
+// guardLease keeps responder-lock Leases from leaking between tests.
+// Every test declares its incident in a state directory of its own, so
+// they all get the same ID (SEC-<today>-001) and, through the sandbox's
+// kubeconfig, the same Lease in its namespace. irctl deletes its Lease on
+// the way out, interrupted or not; but an irctl killed outright (a
+// terminal test that fails kills its process in cleanup) leaves it for
+// lock.LeaseDuration, and every later test would be refused with exit 5.
+// So a leftover Lease is deleted before the test; one left at the end of
+// a test that otherwise passed is a release that did not happen, and
+// fails it.
+func (h *harness) guardLease() {
+	h.t.Helper()
+	kc, err := clientcmd.LoadFromFile(h.sb.KubeconfigPath)
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	ns := ""
+	if c := kc.Contexts[kc.CurrentContext]; c != nil {
+		ns = c.Namespace
+	}
+	if ns == "" {
+		ns = metav1.NamespaceDefault
+	}
+	leases := h.cs.CoordinationV1().Leases(ns)
+	name := lock.LeaseName(h.incident)
+	remove := func() (bool, error) {
+		err := leases.Delete(context.Background(), name, metav1.DeleteOptions{})
+		if apierrors.IsNotFound(err) {
+			return false, nil
+		}
+		return err == nil, err
+	}
+	if found, err := remove(); err != nil {
+		h.t.Fatalf("deleting the Lease %s/%s left by an earlier test: %v", ns, name, err)
+	} else if found {
+		h.t.Logf("deleted the Lease %s/%s an earlier test left behind", ns, name)
+	}
+	h.t.Cleanup(func() {
+		found, err := remove()
+		switch {
+		case err != nil:
+			h.t.Errorf("deleting the Lease %s/%s: %v", ns, name, err)
+		case found && !h.t.Failed():
+			h.t.Errorf("the responder lock's Lease %s/%s was not released", ns, name)
+		case found:
+			h.t.Logf("deleted the Lease %s/%s this failed test left behind", ns, name)
+		}
+	})
 }
 
 func randHex(n int) string {
@@ -173,4 +230,31 @@ func equalMaps(a, b map[string]string) bool {
 		}
 	}
 	return true
+}
+
+// TestALeaseLeftByAKilledRunDoesNotBlockTheNextTest: an irctl killed
+// outright leaves its Lease, which names the incident ID that the next
+// test's harness declares too; guardLease clears it.
+func TestALeaseLeftByAKilledRunDoesNotBlockTheNextTest(t *testing.T) {
+	first := newHarness(t, 0)
+	now := metav1.NewMicroTime(time.Now())
+	_, err := first.cs.CoordinationV1().Leases(sandbox.DemoNamespace).Create(context.Background(), &coordinationv1.Lease{
+		ObjectMeta: metav1.ObjectMeta{Name: lock.LeaseName(first.incident)},
+		Spec: coordinationv1.LeaseSpec{
+			HolderIdentity: ptr.To("killed@test (pid 1)"), LeaseDurationSeconds: ptr.To(int32(lock.LeaseDuration / time.Second)),
+			AcquireTime: &now, RenewTime: &now,
+		},
+	}, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Run("next test", func(t *testing.T) {
+		next := newHarness(t, 1)
+		if next.incident != first.incident {
+			t.Skipf("the day changed: %s, then %s", first.incident, next.incident)
+		}
+		if r := next.run("contain", "--yes"); r.code != 0 {
+			t.Errorf("contain after a killed run: exit %d %s", r.code, r.stderr)
+		}
+	})
 }

@@ -12,13 +12,19 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"irctl.dev/irctl/internal/incident"
+	"irctl.dev/irctl/internal/lock"
+	"irctl.dev/irctl/internal/sandbox"
 )
 
 // Ctrl-C stops the step in flight through its context: the slow statement
 // is cancelled on the server, the journal says "interrupted", irctl exits
-// 130 at once, and no session is left idle in transaction.
+// 130 at once, no session is left idle in transaction, and the responder
+// lock's Lease (the phase also uses Kubernetes) is released, so that the
+// next run is not refused for lock.LeaseDuration.
 func TestInterruptCancelsTheStepAndRecordsIt(t *testing.T) {
 	h := newHarness(t, 0)
 	bin, err := buildIrctl()
@@ -33,6 +39,9 @@ params:
   namespace: {default: x}
 phases:
   contain:
+    - name: cordon-nothing
+      action: k8s.cordon
+      with: {nodes: []}
     - name: slow-write
       action: sql.exec
       with:
@@ -40,7 +49,7 @@ phases:
 `), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	cmd := exec.Command(bin, "--database-url", h.sb.DatabaseURL, "--state-dir", h.stateDir, "--incident", h.incident, "-f", rb, "contain", "--yes")
+	cmd := exec.Command(bin, "--kubeconfig", h.sb.KubeconfigPath, "--database-url", h.sb.DatabaseURL, "--state-dir", h.stateDir, "--incident", h.incident, "-f", rb, "contain", "--yes")
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
 	if err := cmd.Start(); err != nil {
@@ -63,6 +72,13 @@ phases:
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
+	lease := func() error {
+		_, err := h.cs.CoordinationV1().Leases(sandbox.DemoNamespace).Get(context.Background(), lock.LeaseName(h.incident), metav1.GetOptions{})
+		return err
+	}
+	if err := lease(); err != nil {
+		t.Errorf("the running phase should hold the Lease: %v", err)
+	}
 	start := time.Now()
 	if err := cmd.Process.Signal(os.Interrupt); err != nil {
 		t.Fatal(err)
@@ -81,6 +97,9 @@ phases:
 	recs := h.journal()
 	if last := recs[len(recs)-1]; last.Kind != incident.KindInterrupted || last.Step != "slow-write" {
 		t.Errorf("last journal record: %+v, want interrupted slow-write", last)
+	}
+	if err := lease(); !apierrors.IsNotFound(err) {
+		t.Errorf("the interrupted run should have deleted its Lease: %v", err)
 	}
 	var idle int
 	time.Sleep(200 * time.Millisecond)

@@ -12,6 +12,7 @@ import (
 	coordinationv1 "k8s.io/api/coordination/v1"
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/tools/clientcmd"
@@ -24,6 +25,7 @@ import (
 	"irctl.dev/irctl/internal/action/kubeaction"
 	"irctl.dev/irctl/internal/exitcode"
 	"irctl.dev/irctl/internal/kube"
+	"irctl.dev/irctl/internal/lock"
 	"irctl.dev/irctl/internal/runbook"
 )
 
@@ -181,8 +183,8 @@ func checkEveryRuleIsNeeded(t *testing.T, h *harness, r *responder, perms []kube
 			t.Logf("exit %d: %s", res.code, strings.TrimSpace(res.stderr))
 			if missing[0].Resource == "leases" {
 				// The responder lock is taken before the preflight runs.
-				if res.code == exitcode.OK || !strings.Contains(res.stderr, "leases") {
-					t.Errorf("without the Lease rule: exit %d, %q", res.code, res.stderr)
+				if res.code != exitcode.Precondition || !strings.Contains(res.stderr, "responder lock: not allowed to create") {
+					t.Errorf("without the Lease rule: exit %d, want %d: %q", res.code, exitcode.Precondition, res.stderr)
 				}
 			} else {
 				if res.code != exitcode.Precondition || !strings.Contains(res.stderr, "permission preflight") {
@@ -194,6 +196,10 @@ func checkEveryRuleIsNeeded(t *testing.T, h *harness, r *responder, perms []kube
 					}
 				}
 			}
+			// Both refusals point at the shipped role, which is there.
+			if !strings.Contains(res.stderr, "(see "+strings.TrimPrefix(responderRoleFile, "../../")) {
+				t.Errorf("the refusal should point at %s: %s", responderRoleFile, res.stderr)
+			}
 			if after := state(); after != before {
 				t.Errorf("a refused run changed something:\nbefore %s\nafter  %s", before, after)
 			}
@@ -202,6 +208,42 @@ func checkEveryRuleIsNeeded(t *testing.T, h *harness, r *responder, perms []kube
 	r.grant(r.rules, perms[0], true)
 	if res := r.run(args...); res.code != 0 {
 		t.Fatalf("with the shipped role: exit %d\n%s\n%s", res.code, res.stdout, res.stderr)
+	}
+}
+
+// TestWithoutLeasePermissionsTheRunIsRefusedBeforeAnything gives the
+// responder every permission of the shipped role except the Lease ones:
+// the responder lock cannot be taken, so the run stops with exit 5 and
+// one line naming what is missing, before the first write.
+func TestWithoutLeasePermissionsTheRunIsRefusedBeforeAnything(t *testing.T) {
+	h := newHarness(t, 3)
+	r := h.newResponder()
+	var rest []rbacv1.PolicyRule
+	for _, rule := range r.rules {
+		if !slices.Contains(rule.Resources, "leases") {
+			rest = append(rest, rule)
+		}
+	}
+	if len(rest) == len(r.rules) {
+		t.Fatalf("%s grants no leases", responderRoleFile)
+	}
+	r.grant(rest, kube.Permission{Verb: "create", Group: coordinationv1.GroupName, Resource: "leases", Namespace: h.ns}, false)
+	before := h.podVersions()
+
+	res := r.run("contain", "--yes")
+	want := "irctl: responder lock: not allowed to create, get, update, delete leases.coordination.k8s.io in namespace " + h.ns +
+		"; nothing was changed (see runbooks/rbac/irctl-responder.yaml)"
+	if res.code != exitcode.Precondition || strings.TrimSpace(res.stderr) != want {
+		t.Errorf("exit %d, want %d\ngot  %q\nwant %q", res.code, exitcode.Precondition, strings.TrimSpace(res.stderr), want)
+	}
+	if after := h.podVersions(); after != before {
+		t.Errorf("a refused run changed something:\nbefore %s\nafter  %s", before, after)
+	}
+	if recs := h.journal(); len(recs) != 0 {
+		t.Errorf("a refused run journaled %d records", len(recs))
+	}
+	if _, err := h.cs.CoordinationV1().Leases(h.ns).Get(t.Context(), lock.LeaseName(h.incident), metav1.GetOptions{}); !apierrors.IsNotFound(err) {
+		t.Errorf("want no Lease in %s, got %v", h.ns, err)
 	}
 }
 

@@ -80,7 +80,7 @@ func undoPhase(ctx context.Context, f *factory, phase string) error {
 			continue
 		}
 		found++
-		if r.Irreversible != "" || len(r.Undo) == 0 {
+		if len(r.Undo) == 0 {
 			fmt.Fprintf(w, "cannot undo %s (%s): %s\n", r.Step, r.Result, orDefault(r.Irreversible, "the step recorded nothing to reverse"))
 			continue
 		}
@@ -90,8 +90,17 @@ func undoPhase(ctx context.Context, f *factory, phase string) error {
 			fmt.Fprintf(w, "cannot undo %s: action %s has no undo\n", r.Step, r.Action)
 			continue
 		}
+		// A step can be partly reversible (a drain: its nodes are
+		// uncordoned, its evicted pods stay evicted): the undo runs, and
+		// the rest is named, not pretended.
+		notUndone := func() {
+			if r.Irreversible != "" {
+				fmt.Fprintf(w, "  not undone: %s\n", r.Irreversible)
+			}
+		}
 		fmt.Fprintf(w, "undo %s (%s): was %q%s\n", r.Step, r.Action, r.Result, mode)
 		if env.DryRun == action.DryRunClient {
+			notUndone()
 			continue
 		}
 		if env.DryRun == action.DryRunNone && !f.yes {
@@ -123,6 +132,7 @@ func undoPhase(ctx context.Context, f *factory, phase string) error {
 		for _, fl := range res.Failed {
 			fmt.Fprintf(w, "  failed: %s: %s\n", fl.Target, fl.Error)
 		}
+		notUndone()
 		if len(res.Failed) > 0 {
 			return exitcode.New(exitcode.Partial, "undo %s: %d targets failed", r.Step, len(res.Failed))
 		}

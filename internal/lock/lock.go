@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"hash/fnv"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -19,6 +20,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/utils/ptr"
 
+	"irctl.dev/irctl/internal/exitcode"
 	"irctl.dev/irctl/internal/kube"
 )
 
@@ -89,11 +91,12 @@ func Acquire(ctx context.Context, o Options) (*Lock, error) {
 	return l, nil
 }
 
-func leaseName(incident string) string { return "irctl-" + strings.ToLower(incident) }
+// LeaseName is the name of the incident's Lease.
+func LeaseName(incident string) string { return "irctl-" + strings.ToLower(incident) }
 
 func (l *Lock) lease(ctx context.Context, o Options) error {
 	leases := o.Kube.Core.CoordinationV1().Leases(o.Namespace)
-	name := leaseName(o.Incident)
+	name := LeaseName(o.Incident)
 	where := fmt.Sprintf("Lease %s/%s", o.Namespace, name)
 	now := metav1.NewMicroTime(time.Now())
 	spec := coordinationv1.LeaseSpec{
@@ -102,12 +105,18 @@ func (l *Lock) lease(ctx context.Context, o Options) error {
 		AcquireTime:          &now,
 		RenewTime:            &now,
 	}
+	if err := leasePreflight(ctx, o); err != nil {
+		return err
+	}
 	created, err := leases.Create(ctx, &coordinationv1.Lease{
 		ObjectMeta: metav1.ObjectMeta{Name: name, Labels: map[string]string{"app.kubernetes.io/managed-by": "irctl"}},
 		Spec:       spec,
 	}, metav1.CreateOptions{FieldManager: kube.FieldManager})
 	if apierrors.IsAlreadyExists(err) {
 		cur, gerr := leases.Get(ctx, name, metav1.GetOptions{})
+		if apierrors.IsForbidden(gerr) {
+			return forbidden(o.Namespace, "get")
+		}
 		if gerr != nil {
 			return fmt.Errorf("responder lock (%s): %s", where, kube.Short(gerr))
 		}
@@ -125,6 +134,12 @@ func (l *Lock) lease(ctx context.Context, o Options) error {
 		if apierrors.IsConflict(err) {
 			return &Held{Where: where, Holder: "another runner that just took over an expired lease"}
 		}
+		if apierrors.IsForbidden(err) {
+			return forbidden(o.Namespace, "update")
+		}
+	}
+	if apierrors.IsForbidden(err) {
+		return forbidden(o.Namespace, "create")
 	}
 	if err != nil {
 		return fmt.Errorf("responder lock (%s): %s", where, kube.Short(err))
@@ -160,6 +175,42 @@ func (l *Lock) lease(ctx context.Context, o Options) error {
 		_ = leases.Delete(ctx, name, metav1.DeleteOptions{Preconditions: &metav1.Preconditions{UID: &held.UID, ResourceVersion: &held.ResourceVersion}})
 	})
 	return nil
+}
+
+// RoleFile is the shipped role that grants what irctl needs.
+const RoleFile = "runbooks/rbac/irctl-responder.yaml"
+
+// leaseVerbs are what holding the Lease takes: create it, read and take
+// over an expired one, renew it, and delete it when done.
+var leaseVerbs = []string{"create", "get", "update", "delete"}
+
+// forbidden says which Lease permissions are missing. It is a
+// precondition failure: nothing has been changed yet.
+func forbidden(namespace string, verbs ...string) error {
+	return exitcode.New(exitcode.Precondition, "responder lock: not allowed to %s leases.%s in namespace %s; nothing was changed (see %s)",
+		strings.Join(verbs, ", "), coordinationv1.GroupName, namespace, RoleFile)
+}
+
+// leasePreflight asks the API server whether the Lease can be taken,
+// renewed and released: a lock that could be taken but not deleted would
+// hold the incident for LeaseDuration after every run. When the review
+// itself fails, the Lease calls that follow give the answer.
+func leasePreflight(ctx context.Context, o Options) error {
+	perms := make([]kube.Permission, len(leaseVerbs))
+	for i, v := range leaseVerbs {
+		perms[i] = kube.Permission{Verb: v, Group: coordinationv1.GroupName, Resource: "leases", Namespace: o.Namespace}
+	}
+	var denied *kube.Denied
+	if err := o.Kube.Preflight(ctx, perms); !errors.As(err, &denied) {
+		return nil
+	}
+	var missing []string
+	for _, v := range leaseVerbs {
+		if slices.ContainsFunc(denied.Missing, func(p kube.Permission) bool { return p.Verb == v }) {
+			missing = append(missing, v)
+		}
+	}
+	return forbidden(o.Namespace, missing...)
 }
 
 func expired(l *coordinationv1.Lease) bool {

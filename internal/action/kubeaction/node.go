@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -34,7 +35,18 @@ const (
 )
 
 // evictedIrreversible is why undo cannot give evicted pods back.
-const evictedIrreversible = "evicted pods are not restored; their controllers recreate them"
+const evictedIrreversible = "evicted pods are not restored (their controllers recreate them)"
+
+// maxNotedPods bounds the evicted pods named in a drain's irreversible note.
+const maxNotedPods = 20
+
+// evictedNote is a drain's irreversible note, naming the evicted pods
+// (namespace/name): undo uncordons the nodes and then lists them as not
+// undone.
+func evictedNote(pods []string) string {
+	pods = slices.Sorted(slices.Values(pods))
+	return evictedIrreversible + ": " + strings.Join(action.Abbreviate(pods, maxNotedPods), ", ")
+}
 
 // nodeParams are the ways to choose nodes, shared by cordon and drain.
 var nodeParams = []runbook.ParamDef{
@@ -411,9 +423,8 @@ func (d Drain) Apply(ctx context.Context, env *action.Env, p runbook.Params, pla
 	}
 	dry := env.DryRun == action.DryRunServer
 	timeout := durationOr(p, "timeout", defaultDrainTimeout)
-	var cordoned []string
+	var cordoned, evicted []string
 	var failed []action.Failure
-	evicted := 0
 	for _, name := range plan.State.([]string) {
 		changed, err := setUnschedulable(ctx, c, name, true, dry)
 		if err != nil {
@@ -424,41 +435,43 @@ func (d Drain) Apply(ctx context.Context, env *action.Env, p runbook.Params, pla
 		if changed {
 			cordoned = append(cordoned, name)
 		}
-		n, left := d.evictFrom(ctx, env, c, p, name, timeout)
-		evicted += n
+		gone, left := d.evictFrom(ctx, env, c, p, name, timeout)
+		evicted = append(evicted, gone...)
 		failed = append(failed, left...)
 		if ctx.Err() != nil {
 			break
 		}
 	}
-	summary := fmt.Sprintf("cordoned %d nodes, evicted %d pods", len(cordoned), evicted)
+	summary := fmt.Sprintf("cordoned %d nodes, evicted %d pods", len(cordoned), len(evicted))
 	if len(failed) > 0 {
 		summary += fmt.Sprintf("; %d left (their nodes stay cordoned)", len(failed))
 	}
-	res := &action.Result{Summary: summary, Changed: len(cordoned) + evicted, Failed: failed}
+	res := &action.Result{Summary: summary, Changed: len(cordoned) + len(evicted), Failed: failed}
+	// Both can be set: undo uncordons the nodes this step cordoned, then
+	// says the evicted pods were not undone.
 	if len(cordoned) > 0 {
 		res.Undo, _ = json.Marshal(nodeUndo{Cordoned: cordoned})
 	}
-	if evicted > 0 {
-		res.Irreversible = evictedIrreversible
+	if len(evicted) > 0 {
+		res.Irreversible = evictedNote(evicted)
 	}
 	return res, ctx.Err()
 }
 
 // evictFrom evicts the node's pods, Workers at a time, all within one
 // timeout for the node. Each pod goes through the library on its own, so
-// that every pod's outcome is known: it returns how many went and a failure
-// for each pod left.
-func (d Drain) evictFrom(ctx context.Context, env *action.Env, c *kube.Clients, p runbook.Params, node string, timeout time.Duration) (int, []action.Failure) {
+// that every pod's outcome is known: it returns the pods that went
+// (namespace/name) and a failure for each pod left.
+func (d Drain) evictFrom(ctx context.Context, env *action.Env, c *kube.Clients, p runbook.Params, node string, timeout time.Duration) ([]string, []action.Failure) {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	h := d.helper(ctx, env, c, p)
 	pods, _, err := podsToEvict(h, node)
 	if err != nil {
-		return 0, []action.Failure{{Target: "node/" + node, Error: err.Error()}}
+		return nil, []action.Failure{{Target: "node/" + node, Error: err.Error()}}
 	}
 	var mu sync.Mutex
-	evicted := 0
+	var evicted []string
 	started := make([]bool, len(pods))
 	var failed []action.Failure
 	action.ForEach(ctx, Workers, len(pods), func(i int) {
@@ -476,7 +489,7 @@ func (d Drain) evictFrom(ctx context.Context, env *action.Env, c *kube.Clients, 
 			failed = append(failed, action.Failure{Target: podKey(pods[i]), Error: fmt.Sprintf("still on %s: %s", node, why)})
 			return
 		}
-		evicted++
+		evicted = append(evicted, podKey(pods[i]))
 	})
 	for i, ok := range started {
 		if !ok {

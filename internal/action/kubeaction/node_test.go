@@ -1,6 +1,8 @@
 package kubeaction
 
 import (
+	"fmt"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -174,6 +176,20 @@ func TestCordonCordonsOnlyWhatIsSchedulableAndUndoUncordonsOnlyThat(t *testing.T
 	}
 }
 
+func TestEvictedNoteNamesThePodsAndIsBounded(t *testing.T) {
+	if got, want := evictedNote([]string{"b/p2", "a/p1"}), evictedIrreversible+": a/p1, b/p2"; got != want {
+		t.Errorf("got %q, want %q", got, want)
+	}
+	var many []string
+	for i := range maxNotedPods + 5 {
+		many = append(many, fmt.Sprintf("ns/pod-%02d", i))
+	}
+	got := evictedNote(many)
+	if !strings.HasSuffix(got, ", ns/pod-19, ... and 5 more") || strings.Contains(got, "pod-20") {
+		t.Errorf("a long note should name %d pods and count the rest: %q", maxNotedPods, got)
+	}
+}
+
 func TestCordonAndDrainOfNoNodesIsANoop(t *testing.T) {
 	f := newFixture(t)
 	for _, a := range []action.Action{Cordon{}, Drain{}} {
@@ -224,8 +240,15 @@ func TestDrainEvictsCordonsAndUndoUncordons(t *testing.T) {
 	start := time.Now()
 	_, res = f.run(a, action.DryRunNone, p)
 	t.Logf("drain took %s: %s", time.Since(start), res.Summary)
-	if res.Changed != 4 || len(res.Failed) != 0 || res.Irreversible != evictedIrreversible {
+	if res.Changed != 4 || len(res.Failed) != 0 || len(res.Undo) == 0 {
 		t.Errorf("result: %+v", res)
+	}
+	// The note names the evicted pods, and only those: undo uncordons the
+	// node and lists them as not undone.
+	evicted := []string{f.ns + "/" + web[0], f.ns + "/" + web[1], f.ns + "/" + scratch}
+	slices.Sort(evicted)
+	if want := evictedIrreversible + ": " + strings.Join(evicted, ", "); res.Irreversible != want {
+		t.Errorf("irreversible note:\n got %q\nwant %q", res.Irreversible, want)
 	}
 	for _, pod := range append(web, scratch) {
 		if f.podExists(pod) {
