@@ -53,7 +53,12 @@ func (DebugCopy) Spec() runbook.Spec {
 }
 
 func (DebugCopy) Permissions(p runbook.Params) []kube.Permission {
-	return podReadPermissions(p, kube.Permission{Verb: "create", Resource: "pods", Namespace: p.String("namespace")})
+	ns := p.String("namespace")
+	// Planning gets each copy's name to find copies a rerun already made,
+	// whether the originals were chosen by name or by selector.
+	return podReadPermissions(p,
+		kube.Permission{Verb: "get", Resource: "pods", Namespace: ns},
+		kube.Permission{Verb: "create", Resource: "pods", Namespace: ns})
 }
 
 // IncidentSuffix is the short incident form used in object names and label
