@@ -46,7 +46,14 @@ func NewClients(cfg *rest.Config, userAgent string) (*Clients, error) {
 		cfg.Timeout = 60 * time.Second
 	}
 	cfg.UserAgent = userAgent
-	core, err := kubernetes.NewForConfig(cfg)
+	// Built-in types travel as protobuf: the API server encodes, and irctl
+	// decodes, a pod list or a patched pod several times faster than as
+	// JSON, which is most of the cost of quarantining thousands of pods.
+	// Config (used for CRDs, which speak only JSON) stays JSON.
+	pb := rest.CopyConfig(cfg)
+	pb.ContentType = "application/vnd.kubernetes.protobuf"
+	pb.AcceptContentTypes = "application/vnd.kubernetes.protobuf,application/json"
+	core, err := kubernetes.NewForConfig(pb)
 	if err != nil {
 		return nil, err
 	}
