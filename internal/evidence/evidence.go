@@ -30,6 +30,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"irctl.dev/irctl/internal/fsutil"
 )
 
 // File and directory names inside the evidence directory.
@@ -421,7 +423,7 @@ func (s *Store) link(tmp, name string) (string, error) {
 		if err != nil {
 			return "", err
 		}
-		if err := syncDir(filepath.Dir(dst)); err != nil {
+		if err := fsutil.SyncDir(filepath.Dir(dst)); err != nil {
 			return "", err
 		}
 		return cand, nil
@@ -454,7 +456,7 @@ func (s *Store) appendEntry(e *Entry) error {
 		return err
 	}
 	if s.seq == 0 {
-		if err := syncDir(s.dir); err != nil {
+		if err := fsutil.SyncDir(s.dir); err != nil {
 			return err
 		}
 	}
@@ -517,15 +519,6 @@ func mkdirPrivate(dir, root string) error {
 		return err
 	}
 	return os.Chmod(dir, 0o700)
-}
-
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
 }
 
 // hashFile returns a file's SHA-256 and size.

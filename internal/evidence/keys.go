@@ -9,7 +9,7 @@ import (
 	"fmt"
 	"os"
 
-	"irctl.dev/irctl/internal/incident"
+	"irctl.dev/irctl/internal/fsutil"
 )
 
 // GenerateKey writes a new ed25519 key pair for signing manifests: the
@@ -33,10 +33,10 @@ func GenerateKey(privPath, pubPath string) (ed25519.PublicKey, error) {
 			return nil, fmt.Errorf("%s already exists; refusing to overwrite a key", p)
 		}
 	}
-	if err := incident.WriteFileOnce(privPath, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: privDER})); err != nil {
+	if err := fsutil.WriteFileOnce(privPath, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: privDER})); err != nil {
 		return nil, err
 	}
-	if err := incident.WriteFileOnce(pubPath, pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: pubDER})); err != nil {
+	if err := fsutil.WriteFileOnce(pubPath, pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: pubDER})); err != nil {
 		return nil, err
 	}
 	return pub, nil

@@ -16,6 +16,8 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+
+	"irctl.dev/irctl/internal/fsutil"
 )
 
 // Problem is one thing wrong with the evidence, naming the item.
@@ -365,28 +367,5 @@ func replaceFile(path string, data []byte) error {
 	if _, err := os.Stat(tmpDir); err != nil {
 		tmpDir = filepath.Dir(path)
 	}
-	tmp, err := os.CreateTemp(tmpDir, ".tmp-*")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(tmp.Name())
-	if err := tmp.Chmod(0o600); err != nil {
-		tmp.Close()
-		return err
-	}
-	if _, err := tmp.Write(data); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Sync(); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Close(); err != nil {
-		return err
-	}
-	if err := os.Rename(tmp.Name(), path); err != nil {
-		return err
-	}
-	return syncDir(filepath.Dir(path))
+	return fsutil.ReplaceFile(tmpDir, path, data)
 }

@@ -17,6 +17,8 @@ import (
 	"regexp"
 	"sort"
 	"time"
+
+	"irctl.dev/irctl/internal/fsutil"
 )
 
 // Severities accepted by declare: P0 is the seed's "Critical (P0)", P1–P4
@@ -71,7 +73,7 @@ func Declare(stateDir, severity, title, operator string, now time.Time) (*Incide
 		}
 		inc := &Incident{ID: id, Title: title, Severity: severity, DeclaredAt: now.UTC(), DeclaredBy: operator, dir: dir}
 		b, _ := json.MarshalIndent(inc, "", "  ")
-		if err := WriteFileOnce(filepath.Join(dir, "incident.json"), append(b, '\n')); err != nil {
+		if err := fsutil.WriteFileOnce(filepath.Join(dir, "incident.json"), append(b, '\n')); err != nil {
 			return nil, err
 		}
 		return inc, nil
@@ -148,49 +150,6 @@ func MkdirPrivate(dir string) error {
 		return err
 	}
 	return os.Chmod(dir, 0o700)
-}
-
-// WriteFileOnce writes a new file (never overwriting) as 0600 through a
-// temporary file, fsync and rename, so a crash leaves either nothing or the
-// whole file.
-func WriteFileOnce(path string, data []byte) error {
-	if _, err := os.Lstat(path); err == nil {
-		return fmt.Errorf("%s already exists; refusing to overwrite", path)
-	}
-	tmp, err := os.CreateTemp(filepath.Dir(path), ".tmp-*")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(tmp.Name())
-	if err := tmp.Chmod(0o600); err != nil {
-		tmp.Close()
-		return err
-	}
-	if _, err := tmp.Write(data); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Sync(); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Close(); err != nil {
-		return err
-	}
-	// Link fails if path appeared meanwhile, unlike Rename: written once.
-	if err := os.Link(tmp.Name(), path); err != nil {
-		return err
-	}
-	return syncDir(filepath.Dir(path))
-}
-
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
 }
 
 // Record kinds in the journal.

@@ -66,19 +66,6 @@ func TestPrivateModesWhateverTheUmask(t *testing.T) {
 	}
 }
 
-func TestWriteFileOnceNeverOverwrites(t *testing.T) {
-	p := filepath.Join(t.TempDir(), "evidence.txt")
-	if err := WriteFileOnce(p, []byte("first")); err != nil {
-		t.Fatal(err)
-	}
-	if err := WriteFileOnce(p, []byte("second")); err == nil {
-		t.Fatal("second write succeeded")
-	}
-	if b, _ := os.ReadFile(p); string(b) != "first" {
-		t.Errorf("content %q", b)
-	}
-}
-
 func TestJournalSequenceAndTornLastLine(t *testing.T) {
 	inc, err := Declare(t.TempDir(), "P2", "t", "op", time.Now())
 	if err != nil {
