@@ -2,6 +2,7 @@ package cli
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io/fs"
 	"path"
@@ -107,7 +108,7 @@ func newRunbookCmd(f *factory) *cobra.Command {
 			}
 			rb, err := f.loadRunbook(name)
 			var ps runbook.Problems
-			if asProblems(err, &ps) {
+			if errors.As(err, &ps) {
 				for _, p := range ps {
 					fmt.Fprintln(f.io.Out, p)
 				}
@@ -128,21 +129,6 @@ func newRunbookCmd(f *factory) *cobra.Command {
 		},
 	})
 	return cmd
-}
-
-func asProblems(err error, ps *runbook.Problems) bool {
-	for err != nil {
-		if p, ok := err.(runbook.Problems); ok {
-			*ps = p
-			return true
-		}
-		u, ok := err.(interface{ Unwrap() error })
-		if !ok {
-			return false
-		}
-		err = u.Unwrap()
-	}
-	return false
 }
 
 func phasesOf(rb *runbook.Runbook) []string {
