@@ -20,7 +20,10 @@ func newSandboxCmd(f *factory) *cobra.Command {
 		Long: `The sandbox is a throwaway etcd + kube-apiserver + PostgreSQL on free
 loopback ports, seeded with the demo LLM-orchestrator platform (namespace
 llm-orchestrator, pods, nodes, secrets; tables users, api_keys, audit_events
-with a simulated attack). It has no kubelet: pods never run and serve no logs.
+with a simulated attack). It has no kubelet: pods never run. Each seeded node
+has a stand-in kubelet log endpoint instead, so that logs read through the
+API server show the platform's traffic and the attack, and a stand-in
+snapshot controller readies VolumeSnapshots of the sandbox's CSI volumes.
 
 The server binaries come from ` + "`make sandbox-bins`" + ` (./bin, or --bin-dir, or
 IRCTL_SANDBOX_BINS).`,

@@ -42,7 +42,9 @@ const (
 	orchestratorHash = "7b9d5f8c46"
 )
 
-// NodeNames are the seeded Node objects. No kubelet runs behind them.
+// NodeNames are the seeded Node objects. No kubelet runs behind them; the
+// sandbox registers a simulated log endpoint as each one's kubelet
+// (kubelet.go).
 var NodeNames = []string{"node-a", "node-b", "node-c"}
 
 var volumeSnapshotClasses = schema.GroupVersionResource{Group: "snapshot.storage.k8s.io", Version: "v1", Resource: "volumesnapshotclasses"}
@@ -151,7 +153,9 @@ func seedNodes(ctx context.Context, cs kubernetes.Interface) error {
 	return nil
 }
 
-func nodeIP(i int) string { return fmt.Sprintf("10.128.0.%d", 10+i) }
+// nodeIP is the InternalIP of the i-th seeded Node: the address its
+// simulated kubelet listens on, the same for all of them.
+func nodeIP(int) string { return kubeletAddress }
 
 func seedNamespaces(ctx context.Context, cs kubernetes.Interface) error {
 	for _, ns := range []string{DemoNamespace, MonitoringNamespace, metav1.NamespaceSystem} {

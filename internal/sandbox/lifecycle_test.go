@@ -10,11 +10,14 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/clientcmd"
 
@@ -22,17 +25,19 @@ import (
 	"irctl.dev/irctl/internal/sandbox/sandboxtest"
 )
 
-// TestServe runs Serve in-process, as `irctl sandbox serve` would, and
-// checks the state files, the servers, and that cancelling ctx stops them.
+// TestServe runs Serve in-process, as `irctl sandbox serve` would, seeded,
+// and checks the state files, the servers, and that cancelling ctx stops
+// them, the simulated kubelets and snapshot controller included.
 func TestServe(t *testing.T) {
 	bin := sandboxtest.RequireBins(t)
 	dir := filepath.Join(t.TempDir(), "state")
 	ctx, cancel := context.WithCancel(t.Context())
 	var serveErr error
 	served := make(chan struct{})
+	before := simulationGoroutines() // the shared sandbox's, if it runs
 	go func() {
 		defer close(served)
-		serveErr = sandbox.Serve(ctx, sandbox.Options{BinDir: bin, Dir: dir, Log: testWriter{t}})
+		serveErr = sandbox.Serve(ctx, sandbox.Options{BinDir: bin, Dir: dir, Seed: true, Log: testWriter{t}})
 	}()
 	// Serve logs to t: it must be done before the test is.
 	t.Cleanup(func() { cancel(); <-served })
@@ -40,6 +45,13 @@ func TestServe(t *testing.T) {
 
 	env := checkStateDir(t, dir)
 	kubeAddr, pgAddr := checkServers(t, env)
+	kubeletAddrs := kubeletAddrs(t, env)
+	if len(kubeletAddrs) != len(sandbox.NodeNames) {
+		t.Errorf("kubelet endpoints %v, want one per seeded node", kubeletAddrs)
+	}
+	if n := simulationGoroutines(); n <= before {
+		t.Errorf("%d goroutines of simulated kubelets or snapshot controllers, %d before Serve: Serve runs none", n, before)
+	}
 
 	cancel()
 	select {
@@ -53,7 +65,60 @@ func TestServe(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(dir, "ready")); !errors.Is(err, fs.ErrNotExist) {
 		t.Errorf("ready file left behind: %v", err)
 	}
-	checkClosed(t, kubeAddr, pgAddr)
+	checkClosed(t, append([]string{kubeAddr, pgAddr}, kubeletAddrs...)...)
+	// Stop waits for them; give those that were returning a moment.
+	for i := 0; simulationGoroutines() > before; i++ {
+		if i == 20 {
+			t.Errorf("goroutines of the simulated kubelets or snapshot controller outlive Serve:\n%s", goroutines())
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// kubeletAddrs returns the kubelet endpoints registered on the seeded
+// Nodes of the sandbox that env points to.
+func kubeletAddrs(t *testing.T, env map[string]string) []string {
+	t.Helper()
+	cfg, err := clientcmd.BuildConfigFromFlags("", env["KUBECONFIG"])
+	if err != nil {
+		t.Fatal(err)
+	}
+	cs, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var addrs []string
+	for _, name := range sandbox.NodeNames {
+		n, err := cs.CoreV1().Nodes().Get(t.Context(), name, metav1.GetOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if p := n.Status.DaemonEndpoints.KubeletEndpoint.Port; p > 0 {
+			addrs = append(addrs, net.JoinHostPort("127.0.0.1", strconv.Itoa(int(p))))
+		}
+	}
+	return addrs
+}
+
+// simulationGoroutines counts the goroutines of simulated kubelets and
+// snapshot controllers alive in this process.
+func simulationGoroutines() int {
+	n := 0
+	for _, g := range strings.Split(goroutines(), "\n\n") {
+		for _, f := range []string{"sandbox.(*kubelets)", "sandbox.startKubelets", "sandbox.startSnapshotController", "sandbox.(*snapshotController)"} {
+			if strings.Contains(g, f) {
+				n++
+				break
+			}
+		}
+	}
+	return n
+}
+
+func goroutines() string {
+	buf := make([]byte, 1<<20)
+	return string(buf[:runtime.Stack(buf, true)])
 }
 
 // TestUpDown runs the background lifecycle with this test binary standing

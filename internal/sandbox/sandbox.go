@@ -9,7 +9,12 @@
 // There is no kubelet, controller-manager or scheduler: objects that
 // controllers would create (ReplicaSets, pods, ServiceAccounts) and statuses
 // they would report are written by the seed itself, deleting a Deployment
-// does not cascade, and nothing recreates a deleted pod.
+// does not cascade, and nothing recreates a deleted pod. Two pieces stand in
+// for what the incident runbooks need from the missing parts, in the
+// process that runs the sandbox: a log endpoint registered as each seeded
+// Node's kubelet, which the real API server proxies pods/log to
+// (kubelet.go), and a snapshot controller for the sandbox's CSI driver
+// (snapshots.go).
 package sandbox
 
 import (
@@ -70,12 +75,14 @@ type Sandbox struct {
 	AdminDatabaseURL string       // the superuser postgres (password auth) on the same server
 	DBPassword       string       // the orchestrator role's password, also in Secret orchestrator-db
 
-	env      *envtest.Environment
-	pg       *postgresServer
-	kubeDir  string // etcd's data, kube-apiserver's certificates, their logs
-	ownDir   string // the state dir, when Start made it
-	stopOnce sync.Once
-	stopErr  error
+	env       *envtest.Environment
+	pg        *postgresServer
+	kubelets  *kubelets           // when seeded
+	snapshots *snapshotController // once the sandbox is up
+	kubeDir   string              // etcd's data, kube-apiserver's certificates, their logs
+	ownDir    string              // the state dir, when Start made it
+	stopOnce  sync.Once
+	stopErr   error
 }
 
 // DefaultBinDir returns where the sandbox's kube-apiserver and etcd are
@@ -206,11 +213,31 @@ func Start(ctx context.Context, o Options) (_ *Sandbox, err error) {
 	if err := g.Wait(); err != nil {
 		return nil, err
 	}
+	if err := s.startSimulations(ctx, o.Seed, began); err != nil {
+		return nil, err
+	}
 	if err := s.writeFiles(dir); err != nil {
 		return nil, err
 	}
 	logf("sandbox ready in %s: export KUBECONFIG=%s", time.Since(began).Round(100*time.Millisecond), s.KubeconfigPath)
 	return s, nil
+}
+
+// startSimulations starts what stands in for the absent kubelets (on the
+// seeded Nodes, when seeded) and snapshot controller; the seed's story is
+// told relative to epoch.
+func (s *Sandbox) startSimulations(ctx context.Context, seeded bool, epoch time.Time) error {
+	var err error
+	if seeded {
+		if s.kubelets, err = startKubelets(s.RESTConfig, NodeNames, epoch); err != nil {
+			return err
+		}
+		if err := s.kubelets.register(ctx); err != nil {
+			return err
+		}
+	}
+	s.snapshots, err = startSnapshotController(s.RESTConfig)
+	return err
 }
 
 func (s *Sandbox) startKube(binDir string) error {
@@ -253,6 +280,9 @@ func (s *Sandbox) startKube(binDir string) error {
 		ControlPlaneStartTimeout: 60 * time.Second,
 		ControlPlaneStopTimeout:  30 * time.Second,
 	}
+	// The seeded Nodes' kubelet endpoints are at their InternalIP (see
+	// kubelet.go); kubeadm sets the same order.
+	s.env.ControlPlane.APIServer.Configure().Set("kubelet-preferred-address-types", "InternalIP,ExternalIP,Hostname")
 	for _, d := range []string{s.env.ControlPlane.APIServer.CertDir, s.env.ControlPlane.Etcd.DataDir} {
 		if err := os.Mkdir(d, 0o700); err != nil {
 			return err
@@ -339,11 +369,19 @@ func (s *Sandbox) AddKubeUser(name string, groups []string) (*rest.Config, error
 	return u.Config(), nil
 }
 
-// Stop stops kube-apiserver, etcd and PostgreSQL and deletes their data.
+// Stop stops the simulated kubelets and snapshot controller,
+// kube-apiserver, etcd and PostgreSQL, and deletes the servers' data.
 // Files written to a caller-given Options.Dir stay. Calling it again
 // returns the first call's result.
 func (s *Sandbox) Stop() error {
 	s.stopOnce.Do(func() {
+		// First what talks to the API server, while it still answers.
+		if s.snapshots != nil {
+			s.snapshots.stop()
+		}
+		if s.kubelets != nil {
+			s.kubelets.stop()
+		}
 		var kubeErr, pgErr error
 		var wg sync.WaitGroup
 		if s.env != nil {

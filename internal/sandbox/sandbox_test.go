@@ -4,13 +4,19 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"io"
 	"os"
 	"os/signal"
+	"regexp"
+	"strconv"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	snapv1 "github.com/kubernetes-csi/external-snapshotter/client/v8/apis/volumesnapshot/v1"
+	snapclient "github.com/kubernetes-csi/external-snapshotter/client/v8/clientset/versioned"
 	corev1 "k8s.io/api/core/v1"
 	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
 	apiextensionsclient "k8s.io/apiextensions-apiserver/pkg/client/clientset/clientset"
@@ -20,6 +26,7 @@ import (
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/clientcmd"
+	"k8s.io/utils/ptr"
 
 	"irctl.dev/irctl/internal/sandbox"
 	"irctl.dev/irctl/internal/sandbox/sandboxtest"
@@ -313,5 +320,299 @@ func TestSeedPods(t *testing.T) {
 	t.Logf("SeedPods(%d) took %s", n, time.Since(start))
 	if got := len(listPods(t, cs, ns, "app=bench")); got != n {
 		t.Errorf("%d pods, want %d", got, n)
+	}
+}
+
+// TestSeededPodsServeLogs reads the seeded pods' logs as a client would:
+// through the real API server, which proxies pods/log to the sandbox's
+// simulated kubelet of the pod's node.
+func TestSeededPodsServeLogs(t *testing.T) {
+	s := sandboxtest.Get(t)
+	ctx := t.Context()
+	cs, err := kubernetes.NewForConfig(s.RESTConfig)
+	if err != nil {
+		t.Fatal(err)
+	}
+	logs := func(ns, pod string, o corev1.PodLogOptions) (string, error) {
+		rc, err := cs.CoreV1().Pods(ns).GetLogs(pod, &o).Stream(ctx)
+		if err != nil {
+			return "", err
+		}
+		defer rc.Close()
+		b, err := io.ReadAll(rc)
+		return string(b), err
+	}
+	for _, name := range sandbox.NodeNames {
+		n, err := cs.CoreV1().Nodes().Get(ctx, name, metav1.GetOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var internal, hostname string
+		for _, a := range n.Status.Addresses {
+			switch a.Type {
+			case corev1.NodeInternalIP:
+				internal = a.Address
+			case corev1.NodeHostName:
+				hostname = a.Address
+			}
+		}
+		if n.Status.DaemonEndpoints.KubeletEndpoint.Port == 0 || internal != "127.0.0.1" || hostname != name {
+			t.Errorf("node %s: kubelet port %d, InternalIP %q, Hostname %q", name, n.Status.DaemonEndpoints.KubeletEndpoint.Port, internal, hostname)
+		}
+	}
+
+	orch := listPods(t, cs, sandbox.DemoNamespace, "app=orchestrator")
+	day := int64(24 * 3600)
+	total := 0
+	for _, p := range orch {
+		text, err := logs(p.Namespace, p.Name, corev1.PodLogOptions{Container: "orchestrator", SinceSeconds: &day})
+		if err != nil {
+			t.Fatalf("logs of %s: %v", p.Name, err)
+		}
+		lines := strings.Split(strings.TrimSuffix(text, "\n"), "\n")
+		if len(lines) < 500 {
+			t.Errorf("%s: %d lines in 24h, want a day of traffic", p.Name, len(lines))
+		}
+		for _, l := range lines {
+			f := strings.Fields(l)
+			if len(f) < 3 {
+				t.Fatalf("%s: line %q", p.Name, l)
+			}
+			ts, err := time.Parse(time.RFC3339, f[0])
+			if err != nil || time.Since(ts) > 24*time.Hour+time.Minute || time.Until(ts) > 0 {
+				t.Errorf("%s: line outside sinceSeconds=%d: %q (%v)", p.Name, day, l, err)
+			}
+			if !largeTransfer(l) {
+				continue
+			}
+			total++
+			if !regexp.MustCompile(` user_id=(7|13|21) ip=(198\.51\.100\.23|203\.0\.113\.77|2001:db8:bad:1::21) `).MatchString(l) {
+				t.Errorf("a large transfer not from the attacker: %q", l)
+			}
+		}
+	}
+	if total != 60 {
+		t.Errorf("%d large transfers in the last 24h over the 3 replicas, want the attack's 60 (each logged once)", total)
+	}
+
+	pod := orch[0].Name
+	t.Run("kubelet options", func(t *testing.T) {
+		limit, tail := int64(100), int64(5)
+		if text, err := logs(sandbox.DemoNamespace, pod, corev1.PodLogOptions{LimitBytes: &limit}); err != nil || len(text) != 100 {
+			t.Errorf("limitBytes=100: %d bytes, %v", len(text), err)
+		}
+		text, err := logs(sandbox.DemoNamespace, pod, corev1.PodLogOptions{TailLines: &tail, Timestamps: true})
+		lines := strings.Split(strings.TrimSuffix(text, "\n"), "\n")
+		if err != nil || len(lines) != 5 {
+			t.Fatalf("tailLines=5: %d lines, %v", len(lines), err)
+		}
+		for _, l := range lines {
+			kubeletTime, rest, _ := strings.Cut(l, " ")
+			appTime, _, _ := strings.Cut(rest, " ")
+			// The runtime's time, in nanoseconds, of the line the program
+			// stamped in milliseconds.
+			k, err1 := time.Parse(time.RFC3339Nano, kubeletTime)
+			a, err2 := time.Parse(time.RFC3339Nano, appTime)
+			if err1 != nil || err2 != nil || k.Before(a) || k.Sub(a) >= time.Millisecond {
+				t.Errorf("timestamps=true: %q", l)
+			}
+		}
+		since := metav1.NewTime(time.Now().Add(-10 * time.Minute))
+		text, err = logs(sandbox.DemoNamespace, pod, corev1.PodLogOptions{SinceTime: &since})
+		if err != nil || strings.Count(text, "\n") > 10 {
+			t.Errorf("sinceTime 10m ago: %d lines, %v", strings.Count(text, "\n"), err)
+		}
+		// The same window reads the same: the log is generated, not random.
+		to := time.Now().Add(-time.Minute)
+		a, _ := logs(sandbox.DemoNamespace, pod, corev1.PodLogOptions{Timestamps: true})
+		b, _ := logs(sandbox.DemoNamespace, pod, corev1.PodLogOptions{Timestamps: true})
+		if cut(a, to) != cut(b, to) || len(cut(a, to)) < 100_000 {
+			t.Errorf("two reads differ before %s (%d and %d bytes)", to, len(cut(a, to)), len(cut(b, to)))
+		}
+		_, err = logs(sandbox.DemoNamespace, pod, corev1.PodLogOptions{Previous: true})
+		if !apierrors.IsBadRequest(err) || !strings.Contains(err.Error(), `previous terminated container "orchestrator" in pod "`+pod+`" not found`) {
+			t.Errorf("previous of a container that never restarted: %v", err)
+		}
+	})
+
+	t.Run("other programs", func(t *testing.T) {
+		if text, err := logs(sandbox.DemoNamespace, "postgres-0", corev1.PodLogOptions{}); err != nil || !strings.Contains(text, "database system is ready to accept connections") {
+			t.Errorf("postgres-0: %v\n%.300s", err, text)
+		}
+		if text, err := logs(sandbox.DemoNamespace, "forensics", corev1.PodLogOptions{}); err != nil || text != "" {
+			t.Errorf("forensics (sleep infinity) printed %q, %v", text, err)
+		}
+		exporters := listPods(t, cs, sandbox.MonitoringNamespace, "app=node-exporter")
+		if text, err := logs(sandbox.MonitoringNamespace, exporters[0].Name, corev1.PodLogOptions{}); err != nil || !strings.Contains(text, `msg="Listening on" address=[::]:9100`) {
+			t.Errorf("node-exporter: %v\n%s", err, text)
+		}
+	})
+
+	t.Run("pods the sandbox did not seed", func(t *testing.T) {
+		ns := "kubelet-test"
+		if err := sandbox.SeedPods(ctx, cs, ns, 2, map[string]string{"app": "orchestrator"}); err != nil {
+			t.Fatal(err)
+		}
+		pods := listPods(t, cs, ns, "app=orchestrator")
+		// Pods running the orchestrator's image log its traffic, and share
+		// the attack's requests between them.
+		transfers := 0
+		for _, p := range pods {
+			text, err := logs(ns, p.Name, corev1.PodLogOptions{SinceSeconds: &day})
+			if err != nil {
+				t.Fatal(err)
+			}
+			for l := range strings.Lines(text) {
+				if largeTransfer(l) {
+					transfers++
+				}
+			}
+		}
+		if transfers != 60 {
+			t.Errorf("%d gigabyte transfers over 2 replicas, want 60", transfers)
+		}
+		// Another image printed nothing; a container with no status is not
+		// available (400), as the kubelet says.
+		other := &corev1.Pod{
+			ObjectMeta: metav1.ObjectMeta{Name: "other"},
+			Spec: corev1.PodSpec{NodeName: sandbox.NodeNames[1], Containers: []corev1.Container{
+				{Name: "app", Image: "example.com/app:1"}, {Name: "late", Image: "example.com/app:1"}}},
+		}
+		other, err := cs.CoreV1().Pods(ns).Create(ctx, other, metav1.CreateOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		other.Status.Phase = corev1.PodRunning
+		other.Status.ContainerStatuses = []corev1.ContainerStatus{{Name: "app", Image: "example.com/app:1", Ready: true,
+			State: corev1.ContainerState{Running: &corev1.ContainerStateRunning{StartedAt: metav1.Now()}}}}
+		if _, err := cs.CoreV1().Pods(ns).UpdateStatus(ctx, other, metav1.UpdateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		if text, err := logs(ns, "other", corev1.PodLogOptions{Container: "app"}); err != nil || text != "" {
+			t.Errorf("another image: %q, %v", text, err)
+		}
+		if _, err := logs(ns, "other", corev1.PodLogOptions{Container: "late"}); !apierrors.IsBadRequest(err) || !strings.Contains(err.Error(), `container "late" in pod "other" is not available`) {
+			t.Errorf("a container without status: %v", err)
+		}
+	})
+}
+
+// largeTransfer is the runbook's exfiltration-in-logs test: a download,
+// export or bulk query whose last number (bytes) exceeds 1,000,000.
+func largeTransfer(line string) bool {
+	f := strings.Fields(line)
+	n, _ := strconv.ParseInt(strings.TrimPrefix(f[len(f)-1], "bytes="), 10, 64)
+	return regexp.MustCompile(`(download|export|bulk_query)`).MatchString(line) && n > 1_000_000
+}
+
+// cut keeps the timestamped lines of text before t.
+func cut(text string, t time.Time) string {
+	var b strings.Builder
+	for l := range strings.Lines(text) {
+		ts, _, _ := strings.Cut(l, " ")
+		if at, err := time.Parse(time.RFC3339Nano, ts); err == nil && at.Before(t) {
+			b.WriteString(l)
+		}
+	}
+	return b.String()
+}
+
+// TestSnapshotControllerReadiesSnapshots takes VolumeSnapshots through the
+// real API, which the sandbox's stand-in for the snapshot controller and
+// CSI sidecar answers.
+func TestSnapshotControllerReadiesSnapshots(t *testing.T) {
+	s := sandboxtest.Get(t)
+	ctx := t.Context()
+	sc, err := snapclient.NewForConfig(s.RESTConfig)
+	if err != nil {
+		t.Fatal(err)
+	}
+	api := sc.SnapshotV1().VolumeSnapshots(sandbox.DemoNamespace)
+	create := func(name, pvc string, class *string) {
+		t.Helper()
+		_, err := api.Create(ctx, &snapv1.VolumeSnapshot{
+			ObjectMeta: metav1.ObjectMeta{Name: name},
+			Spec:       snapv1.VolumeSnapshotSpec{Source: snapv1.VolumeSnapshotSource{PersistentVolumeClaimName: &pvc}, VolumeSnapshotClassName: class},
+		}, metav1.CreateOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { api.Delete(context.Background(), name, metav1.DeleteOptions{}) })
+	}
+	// wait returns the snapshot once done says so, or fails after 10s.
+	wait := func(name string, done func(*snapv1.VolumeSnapshot) bool) *snapv1.VolumeSnapshot {
+		t.Helper()
+		deadline := time.Now().Add(10 * time.Second)
+		for {
+			vs, err := api.Get(ctx, name, metav1.GetOptions{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if done(vs) {
+				return vs
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("VolumeSnapshot %s after 10s: %+v", name, vs.Status)
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+	}
+	ready := func(vs *snapv1.VolumeSnapshot) bool {
+		return vs.Status != nil && ptr.Deref(vs.Status.ReadyToUse, false)
+	}
+	failed := func(vs *snapv1.VolumeSnapshot) bool { return vs.Status != nil && vs.Status.Error != nil }
+
+	start := time.Now()
+	create("postgres-snap", "postgres-pvc", ptr.To(sandbox.SnapshotClass))
+	vs := wait("postgres-snap", ready)
+	t.Logf("ready after %s", time.Since(start).Round(time.Millisecond))
+	st := vs.Status
+	if st.BoundVolumeSnapshotContentName == nil || st.CreationTime == nil || st.RestoreSize == nil || st.RestoreSize.String() != "10Gi" || st.Error != nil {
+		t.Fatalf("status: %+v", st)
+	}
+	content, err := sc.SnapshotV1().VolumeSnapshotContents().Get(ctx, *st.BoundVolumeSnapshotContentName, metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ref := content.Spec.VolumeSnapshotRef
+	if content.Name != "snapcontent-"+string(vs.UID) || ref.UID != vs.UID || ref.Name != vs.Name || ref.Namespace != vs.Namespace ||
+		content.Spec.DeletionPolicy != snapv1.VolumeSnapshotContentDelete || content.Spec.Driver != sandbox.CSIDriver ||
+		ptr.Deref(content.Spec.Source.VolumeHandle, "") != "vol-postgres-7f3c2a" || ptr.Deref(content.Spec.VolumeSnapshotClassName, "") != sandbox.SnapshotClass {
+		t.Errorf("content: %+v", content.Spec)
+	}
+	if cst := content.Status; cst == nil || !ptr.Deref(cst.ReadyToUse, false) || cst.SnapshotHandle == nil || ptr.Deref(cst.RestoreSize, 0) != 10<<30 {
+		t.Errorf("content status: %+v", content.Status)
+	}
+
+	// Without a class, the driver's default class is written in.
+	create("postgres-snap-default", "postgres-pvc", nil)
+	if vs := wait("postgres-snap-default", ready); ptr.Deref(vs.Spec.VolumeSnapshotClassName, "") != sandbox.SnapshotClass {
+		t.Errorf("default class: %v", vs.Spec.VolumeSnapshotClassName)
+	}
+
+	// What keeps a snapshot from being taken is reported as the real
+	// controller reports it.
+	create("no-class", "postgres-pvc", ptr.To("no-such-class"))
+	vs = wait("no-class", failed)
+	if msg := *vs.Status.Error.Message; msg != `Failed to create snapshot content with error failed to get input parameters to create snapshot no-class: "volumesnapshotclass.snapshot.storage.k8s.io \"no-such-class\" not found"` || ptr.Deref(vs.Status.ReadyToUse, true) {
+		t.Errorf("missing class: %q, ready %v", msg, vs.Status.ReadyToUse)
+	}
+	create("no-claim", "no-such-pvc", ptr.To(sandbox.SnapshotClass))
+	vs = wait("no-claim", failed)
+	if msg := *vs.Status.Error.Message; msg != "Failed to create snapshot content with error snapshot controller failed to update no-claim on API server: cannot get claim from snapshot" {
+		t.Errorf("missing claim: %q", msg)
+	}
+
+	// Another driver's snapshots are not this controller's.
+	classes := sc.SnapshotV1().VolumeSnapshotClasses()
+	if _, err := classes.Create(ctx, &snapv1.VolumeSnapshotClass{ObjectMeta: metav1.ObjectMeta{Name: "other-driver"}, Driver: "other.csi.example.com",
+		DeletionPolicy: snapv1.VolumeSnapshotContentRetain}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { classes.Delete(context.Background(), "other-driver", metav1.DeleteOptions{}) })
+	create("other-driver", "postgres-pvc", ptr.To("other-driver"))
+	time.Sleep(time.Second)
+	if vs, err := api.Get(ctx, "other-driver", metav1.GetOptions{}); err != nil || vs.Status != nil {
+		t.Errorf("another driver's snapshot: %+v, %v", vs.Status, err)
 	}
 }

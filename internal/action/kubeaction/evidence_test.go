@@ -256,23 +256,78 @@ func TestLogsCurrentAndPreviousAsEvidence(t *testing.T) {
 	}
 }
 
+// nodeWithoutKubelet registers a Node that no kubelet ever reported for:
+// no kubelet port, and an address (its name) that does not resolve.
+func nodeWithoutKubelet(t *testing.T, c *kube.Clients, name string) {
+	t.Helper()
+	ctx := context.Background()
+	n, err := c.Core.CoreV1().Nodes().Create(ctx, &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: name}}, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Core.CoreV1().Nodes().Delete(context.Background(), name, metav1.DeleteOptions{}) })
+	n.Status.Addresses = []corev1.NodeAddress{{Type: corev1.NodeHostName, Address: name}}
+	if _, err := c.Core.CoreV1().Nodes().UpdateStatus(ctx, n, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// The seeded nodes' kubelets (the sandbox's stand-ins) serve the logs of
+// the pods on them; a node without a kubelet is named plainly.
 func TestLogsSayPlainlyWhenNoKubeletServesTheNode(t *testing.T) {
 	e := newEvEnv(t)
 	if err := sandbox.SeedPods(context.Background(), e.c.Core, e.ns, 2, map[string]string{"app": "orchestrator"}); err != nil {
 		t.Fatal(err)
 	}
-	_, res := run(t, Logs{}, e.Env, runbook.Params{"namespace": e.ns, "selector": "app=orchestrator"})
-	if len(res.Failed) != 2 {
-		t.Fatalf("want 2 failures, got %+v", res)
+	gone := e.ns + "-gone"
+	nodeWithoutKubelet(t, e.c, gone)
+	runningPod(t, e.c, e.ns, "stranded-1", gone, map[string]string{"app": "orchestrator"}, map[string]int32{"app": 0})
+	runningPod(t, e.c, e.ns, "stranded-2", gone, map[string]string{"app": "orchestrator"}, map[string]int32{"app": 0})
+	_, res := run(t, Logs{}, e.Env, runbook.Params{"namespace": e.ns, "selector": "app=orchestrator", "since": 24 * time.Hour})
+	if len(res.Failed) != 2 || !strings.Contains(res.Summary, "saved 2 of 4 container log(s)") {
+		t.Fatalf("want the 2 seeded-node pods' logs saved and 2 failures, got %+v", res)
 	}
 	for _, f := range res.Failed {
-		if !regexp.MustCompile(`^no kubelet serves logs for node node-[abc] \(the sandbox has none\)$`).MatchString(f.Error) {
+		if !strings.HasPrefix(f.Target, e.ns+"/stranded-") || f.Error != "no kubelet serves logs for node "+gone+" (the sandbox has none)" {
 			t.Errorf("failure not explained plainly: %s: %s", f.Target, f.Error)
 		}
 	}
-	if entries, _ := evidence.ReadManifest(e.dir); len(entries) != 0 {
-		t.Errorf("failed logs left evidence: %+v", entries)
+	entries := e.verify(t)
+	if len(entries) != 2 {
+		t.Fatalf("want the 2 logs read as evidence, got %+v", entries)
 	}
+	for _, en := range entries {
+		text := e.read(t, en.Name)
+		if strings.Contains(en.Name, "stranded") || !strings.Contains(text, " INFO request user_id=") || strings.Count(text, "\n") < 500 {
+			t.Errorf("%s: not a day of the orchestrator's log (%d bytes)", en.Name, len(text))
+		}
+	}
+}
+
+// TestLogScanFindsTheSeededExfiltration runs the runbook's
+// exfiltration-in-logs check on the seeded platform, whose logs the
+// sandbox's kubelets serve: the attack's 60 gigabyte transfers, spread over
+// the 3 replicas, and nothing else.
+func TestLogScanFindsTheSeededExfiltration(t *testing.T) {
+	e := newEvEnv(t)
+	_, res := run(t, LogScan{}, e.Env, runbook.Params{"namespace": sandbox.DemoNamespace, "selector": "app=orchestrator", "since": 24 * time.Hour,
+		"pattern": "(download|export|bulk_query)", "threshold": int64(1000000), "name": "exfiltration-in-logs"})
+	if len(res.Failed) != 0 || !strings.Contains(res.Summary, "60 matching line(s) in 3 of 3 container(s) (largest number 6904019200)") {
+		t.Fatalf("scan: %+v", res)
+	}
+	for _, row := range res.Table.Rows {
+		if n, _ := strconv.Atoi(row[3]); n < 10 {
+			t.Errorf("replica %s: %s matches, want its share of the 60", row[0], row[3])
+		}
+	}
+	got := e.read(t, "log-scan/exfiltration-in-logs.txt")
+	attacker := regexp.MustCompile(`^orchestrator-7b9d5f8c46-[a-z0-9]{5}/orchestrator\t\S+ INFO request user_id=(7|13|21) ip=(198\.51\.100\.23|203\.0\.113\.77|2001:db8:bad:1::21) action=(export|bulk_query) .* bytes=\d{10}$`)
+	for l := range strings.Lines(got) {
+		if !attacker.MatchString(strings.TrimSuffix(l, "\n")) {
+			t.Errorf("a match that is not the attacker's transfer: %q", l)
+		}
+	}
+	e.verify(t)
 }
 
 func TestLogScanKeepsLargeTransfers(t *testing.T) {
@@ -282,7 +337,9 @@ func TestLogScanKeepsLargeTransfers(t *testing.T) {
 	k.node(t, e.c, node)
 	runningPod(t, e.c, e.ns, "api-1", node, map[string]string{"app": "api"}, map[string]int32{"api": 0})
 	runningPod(t, e.c, e.ns, "api-2", node, map[string]string{"app": "api"}, map[string]int32{"api": 0})
-	runningPod(t, e.c, e.ns, "api-3", "node-a", map[string]string{"app": "api"}, map[string]int32{"api": 0}) // no kubelet
+	gone := e.ns + "-gone"
+	nodeWithoutKubelet(t, e.c, gone)
+	runningPod(t, e.c, e.ns, "api-3", gone, map[string]string{"app": "api"}, map[string]int32{"api": 0}) // no kubelet
 	k.logs[e.ns+"/api-1/api"] = "GET /health 200 12\n" +
 		"export dataset/prompts user=7 bytes=2500000000\n" +
 		"export dataset/small user=8 bytes=1200\n" +
@@ -292,7 +349,7 @@ func TestLogScanKeepsLargeTransfers(t *testing.T) {
 
 	_, res := run(t, LogScan{}, e.Env, runbook.Params{"namespace": e.ns, "selector": "app=api", "since": 24 * time.Hour,
 		"pattern": "(download|export|bulk_query)", "threshold": int64(1000000), "name": "exfil"})
-	if len(res.Failed) != 1 || !strings.Contains(res.Failed[0].Error, "no kubelet serves logs for node node-a") {
+	if len(res.Failed) != 1 || !strings.Contains(res.Failed[0].Error, "no kubelet serves logs for node "+gone) {
 		t.Errorf("failed: %+v", res.Failed)
 	}
 	got := e.read(t, "log-scan/exfil.txt")
@@ -420,45 +477,6 @@ func boundPVC(t *testing.T, c *kube.Clients, ns, name string) *corev1.Persistent
 	return pvc
 }
 
-// SimulateSnapshotController marks VolumeSnapshots in ns readyToUse, bound
-// to a VolumeSnapshotContent with deletionPolicy Delete, as the snapshot
-// controller and CSI driver would; the sandbox runs neither. It stops when
-// ctx is done.
-func simulateSnapshotController(ctx context.Context, t *testing.T, sc snapclient.Interface, ns string) {
-	go func() {
-		for ctx.Err() == nil {
-			time.Sleep(300 * time.Millisecond)
-			list, err := sc.SnapshotV1().VolumeSnapshots(ns).List(ctx, metav1.ListOptions{})
-			if err != nil {
-				continue
-			}
-			for _, vs := range list.Items {
-				if vs.Status != nil && vs.Status.ReadyToUse != nil && *vs.Status.ReadyToUse {
-					continue
-				}
-				content := "snapcontent-" + string(vs.UID)
-				_, err := sc.SnapshotV1().VolumeSnapshotContents().Create(ctx, &snapv1.VolumeSnapshotContent{
-					ObjectMeta: metav1.ObjectMeta{Name: content},
-					Spec: snapv1.VolumeSnapshotContentSpec{
-						VolumeSnapshotRef: corev1.ObjectReference{Kind: "VolumeSnapshot", Namespace: ns, Name: vs.Name, UID: vs.UID},
-						DeletionPolicy:    snapv1.VolumeSnapshotContentDelete,
-						Driver:            sandbox.CSIDriver,
-						Source:            snapv1.VolumeSnapshotContentSource{VolumeHandle: ptr.To("vol-1")},
-					},
-				}, metav1.CreateOptions{})
-				if err != nil && !apierrors.IsAlreadyExists(err) {
-					t.Logf("simulated controller: %v", err)
-					continue
-				}
-				vs.Status = &snapv1.VolumeSnapshotStatus{ReadyToUse: ptr.To(true), BoundVolumeSnapshotContentName: &content, CreationTime: ptr.To(metav1.Now())}
-				if _, err := sc.SnapshotV1().VolumeSnapshots(ns).UpdateStatus(ctx, &vs, metav1.UpdateOptions{}); err != nil {
-					t.Logf("simulated controller: %v", err)
-				}
-			}
-		}
-	}()
-}
-
 func TestSnapshotWaitsForReadyAndRetainsContent(t *testing.T) {
 	e := newEvEnv(t)
 	boundPVC(t, e.c, e.ns, "data")
@@ -479,9 +497,7 @@ func TestSnapshotWaitsForReadyAndRetainsContent(t *testing.T) {
 		t.Fatal("server dry run created a VolumeSnapshot")
 	}
 
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	simulateSnapshotController(ctx, t, sc, e.ns)
+	// The sandbox's snapshot controller readies it.
 	plan, res := run(t, Snapshot{}, e.Env, p)
 	if len(plan.Warnings) == 0 || !strings.Contains(plan.Warnings[0], "deletionPolicy Delete") {
 		t.Errorf("plan should warn about the class's deletionPolicy: %+v", plan.Warnings)
@@ -500,6 +516,9 @@ func TestSnapshotWaitsForReadyAndRetainsContent(t *testing.T) {
 	vsc, err := sc.SnapshotV1().VolumeSnapshotContents().Get(context.Background(), *vs.Status.BoundVolumeSnapshotContentName, metav1.GetOptions{})
 	if err != nil || vsc.Spec.DeletionPolicy != snapv1.VolumeSnapshotContentRetain {
 		t.Errorf("content not switched to Retain: %v %v", vsc.Spec.DeletionPolicy, err)
+	}
+	if vsc.Spec.VolumeSnapshotRef.UID != vs.UID || vsc.Spec.Driver != sandbox.CSIDriver || vs.Status.RestoreSize == nil || vs.Status.RestoreSize.String() != "1Gi" {
+		t.Errorf("content %+v not bound to snapshot %+v", vsc.Spec, vs.Status)
 	}
 	entries := e.verify(t)
 	if len(entries) != 1 || len(entries[0].Source.Objects) != 3 || !strings.Contains(e.read(t, entries[0].Name), "readyToUse: true") {
@@ -530,10 +549,57 @@ func TestSnapshotTimesOutAndReportsMissingClass(t *testing.T) {
 	if err := snapshotAPI(e.c); err != nil {
 		t.Errorf("the sandbox serves the VolumeSnapshot API: %v", err)
 	}
-	// No snapshot controller: the wait ends at the timeout, saying why.
-	_, res := run(t, Snapshot{}, e.Env, runbook.Params{"namespace": e.ns, "pvcs": []string{"data"}, "timeout": 2 * time.Second})
+	// No snapshot controller for the class's driver (the sandbox runs one
+	// for its own driver only): the wait ends at the timeout, saying why.
+	sc, err := snapclient.NewForConfig(e.c.Config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	class := e.ns + "-elsewhere"
+	if _, err := sc.SnapshotV1().VolumeSnapshotClasses().Create(context.Background(), &snapv1.VolumeSnapshotClass{
+		ObjectMeta: metav1.ObjectMeta{Name: class}, Driver: "csi.elsewhere.example.com", DeletionPolicy: snapv1.VolumeSnapshotContentRetain,
+	}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		sc.SnapshotV1().VolumeSnapshotClasses().Delete(context.Background(), class, metav1.DeleteOptions{})
+	})
+	_, res := run(t, Snapshot{}, e.Env, runbook.Params{"namespace": e.ns, "pvcs": []string{"data"}, "class": class, "timeout": 2 * time.Second})
 	if len(res.Failed) != 1 || !strings.Contains(res.Failed[0].Error, "not ready after 2s") || !strings.Contains(res.Failed[0].Error, "no snapshot controller") {
 		t.Fatalf("timeout: %+v", res)
+	}
+
+	// What the controller reports ends the wait at once: a claim whose
+	// volume is not a CSI volume cannot be snapshotted.
+	ctx := context.Background()
+	pvc := boundPVC(t, e.c, e.ns, "legacy")
+	pv, err := e.c.Core.CoreV1().PersistentVolumes().Create(ctx, &corev1.PersistentVolume{
+		ObjectMeta: metav1.ObjectMeta{Name: e.ns + "-legacy"},
+		Spec: corev1.PersistentVolumeSpec{
+			Capacity:               corev1.ResourceList{corev1.ResourceStorage: resource.MustParse("1Gi")},
+			AccessModes:            []corev1.PersistentVolumeAccessMode{corev1.ReadWriteOnce},
+			PersistentVolumeSource: corev1.PersistentVolumeSource{HostPath: &corev1.HostPathVolumeSource{Path: "/srv/legacy"}},
+			ClaimRef:               &corev1.ObjectReference{Kind: "PersistentVolumeClaim", Namespace: e.ns, Name: pvc.Name},
+		},
+	}, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		e.c.Core.CoreV1().PersistentVolumes().Delete(context.Background(), pv.Name, metav1.DeleteOptions{})
+	})
+	pvc.Spec.VolumeName = pv.Name
+	if _, err := e.c.Core.CoreV1().PersistentVolumeClaims(e.ns).Update(ctx, pvc, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	plan, res := run(t, Snapshot{}, e.Env, runbook.Params{"namespace": e.ns, "pvcs": []string{"legacy"}, "timeout": time.Minute})
+	if len(plan.Warnings) < 2 || !strings.Contains(plan.Warnings[1], "not a CSI volume") {
+		t.Errorf("plan should warn that the volume is not CSI: %q", plan.Warnings)
+	}
+	want := "the snapshot controller reports: Failed to create snapshot content with error cannot find CSI PersistentVolumeSource for volume " + pv.Name
+	if len(res.Failed) != 1 || res.Failed[0].Error != want || time.Since(start) > 20*time.Second {
+		t.Fatalf("controller error, after %s: %+v", time.Since(start), res)
 	}
 }
 
