@@ -585,6 +585,9 @@ func TestExportPlanCountMatches(t *testing.T) {
 	if !strings.Contains(plan.Summary, "planner's estimate") {
 		t.Errorf("a real run's plan should say its count is an estimate: %s", plan.Summary)
 	}
+	if strings.Contains(res.Summary, "changed in between") {
+		t.Errorf("an estimate that differs from the count is no change in between: %s", res.Summary)
+	}
 }
 
 // A runbook's secret param bound into a query is redacted in the evidence

@@ -79,6 +79,8 @@ type exportSQL struct {
 	Count string // SELECT count(*) ... (same predicate as Copy)
 	Copy  string // COPY (SELECT ...) TO STDOUT WITH (FORMAT csv, HEADER)
 	Rows  int64  // planned row count
+	// Estimated: Rows is the planner's estimate, not a count.
+	Estimated bool
 }
 
 // BuildExportSQL renders the count and COPY statements for a table, time
@@ -192,6 +194,7 @@ func (x Export) Plan(ctx context.Context, env *action.Env, p runbook.Params) (*a
 			return err
 		}
 		s.Rows, err = estimateRows(ctx, tx, s.Count)
+		s.Estimated = true
 		return err
 	})
 	if err != nil {
@@ -240,7 +243,7 @@ func (x Export) Apply(ctx context.Context, env *action.Env, p runbook.Params, pl
 	if err != nil {
 		return nil, err
 	}
-	if planned, ok := plan.State.(*exportSQL); ok && planned.Rows != res.Rows {
+	if planned, ok := plan.State.(*exportSQL); ok && !planned.Estimated && planned.Rows != res.Rows {
 		res.Summary += fmt.Sprintf(" (planned %d: rows changed in between)", planned.Rows)
 	}
 	return &action.Result{Summary: res.Summary}, nil
