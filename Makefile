@@ -7,6 +7,8 @@ LDFLAGS := -X irctl.dev/irctl/internal/cli.version=$(VERSION)
 KUBE_VERSION := v1.36.3
 KAS_LDFLAGS := -X k8s.io/component-base/version.gitVersion=$(KUBE_VERSION) -X k8s.io/component-base/version.gitMajor=1 -X k8s.io/component-base/version.gitMinor=36
 DRILL_DIR := $(CURDIR)/.sandbox/drill
+# the seeded attack's source addresses (testdata/sandbox/seed.sql)
+DRILL_ATTACKERS := 198.51.100.23,203.0.113.77,2001:db8:bad:1::21
 export IRCTL_SANDBOX_BINS := $(BIN)
 
 .PHONY: help build test unit drill bench lint sandbox-bins clean
@@ -36,7 +38,7 @@ test: sandbox-bins ## unit and integration tests against real etcd, kube-apiserv
 	$(GO) vet ./...
 	$(GO) test -count=1 -timeout 30m ./...
 
-drill: build sandbox-bins ## bring up the sandbox, run the contain phase non-interactively, show the journal, tear down
+drill: build sandbox-bins ## bring up the sandbox, run contain, assess and preserve non-interactively, verify the evidence, tear down
 	@set -euo pipefail; \
 	trap '$(BIN)/irctl sandbox down --dir $(DRILL_DIR) >/dev/null 2>&1 || true' EXIT; \
 	$(BIN)/irctl sandbox down --dir $(DRILL_DIR) >/dev/null 2>&1 || true; \
@@ -50,6 +52,12 @@ drill: build sandbox-bins ## bring up the sandbox, run the contain phase non-int
 	$(BIN)/irctl contain --yes; \
 	echo; echo "== again (idempotent): irctl contain --yes"; \
 	$(BIN)/irctl contain --yes; \
+	echo; echo "== irctl assess --set suspicious_ips=$(DRILL_ATTACKERS)"; \
+	$(BIN)/irctl assess --yes --set suspicious_ips=$(DRILL_ATTACKERS); \
+	echo; echo "== irctl preserve --yes"; \
+	$(BIN)/irctl preserve --yes; \
+	echo; echo "== irctl evidence verify"; \
+	$(BIN)/irctl evidence verify; \
 	echo; echo "== journal: irctl status"; \
 	$(BIN)/irctl status
 
