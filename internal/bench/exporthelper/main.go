@@ -3,7 +3,7 @@
 // that of the export, not of the irctl binary's ~100 MB of other code
 // (kubectl, envtest, prompts) mapped from disk.
 //
-//	exporthelper -database-url URL -dir INCIDENT_DIR -table audit_events -since 720h
+//	exporthelper -database-url URL -dir INCIDENT_DIR -table audit_events -since 720h [-cpuprofile FILE]
 //
 // It prints "rows N bytes B" on success.
 package main
@@ -13,6 +13,7 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"runtime/pprof"
 	"time"
 
 	"github.com/rs/zerolog"
@@ -29,8 +30,21 @@ func main() {
 	dir := flag.String("dir", "", "incident directory (evidence goes to DIR/evidence)")
 	table := flag.String("table", "audit_events", "table to export")
 	since := flag.Duration("since", 30*24*time.Hour, "export rows newer than this")
+	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile to this file")
 	flag.Parse()
+	if *cpuprofile != "" {
+		f, err := os.Create(*cpuprofile)
+		if err == nil {
+			err = pprof.StartCPUProfile(f)
+		}
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "exporthelper:", err)
+			os.Exit(1)
+		}
+		defer pprof.StopCPUProfile()
+	}
 	if err := run(*url, *dir, *table, *since); err != nil {
+		pprof.StopCPUProfile()
 		fmt.Fprintln(os.Stderr, "exporthelper:", err)
 		os.Exit(1)
 	}
