@@ -227,13 +227,21 @@ func patchPods(ctx context.Context, c *kube.Clients, ns string, changes []labelC
 	var mu sync.Mutex
 	var done []labelChange
 	var failed []action.Failure
+	opts := metav1.PatchOptions{
+		FieldManager: kube.FieldManager,
+		DryRun:       kube.DryRunOpt(dry),
+		// The patch holds labels only, which have no unknown fields to
+		// report; Ignore spares the API server a strict second decode
+		// of every patched pod.
+		FieldValidation: "Ignore",
+	}
 	action.ForEach(ctx, Workers, len(changes), func(i int) {
 		ch := changes[i]
 		var patch map[string]any
 		_ = json.Unmarshal(body(ch), &patch)
 		patch["metadata"].(map[string]any)["uid"] = ch.UID
 		b, _ := json.Marshal(patch)
-		_, err := c.Core.CoreV1().Pods(ns).Patch(ctx, ch.Name, types.MergePatchType, b, metav1.PatchOptions{FieldManager: kube.FieldManager, DryRun: kube.DryRunOpt(dry)})
+		_, err := c.Core.CoreV1().Pods(ns).Patch(ctx, ch.Name, types.MergePatchType, b, opts)
 		mu.Lock()
 		defer mu.Unlock()
 		if err != nil {
