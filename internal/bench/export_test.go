@@ -70,7 +70,7 @@ func mib(n int64) float64 { return float64(n) / (1 << 20) }
 // timed by the step (what the engine prints) and by the process's wall
 // time (plan included: its count(*) is a second pass over the rows). Its
 // peak RSS is VmHWM, sampled from /proc while it runs; that includes the
-// pages of the ~100 MB executable the process maps, so the benchmark also
+// pages of the ~80 MB executable the process maps, so the benchmark also
 // runs the same export code in exporthelper, a binary of just sqlaction,
 // evidence and db, whose peak is that of the export itself.
 //

@@ -313,7 +313,28 @@ func (s *Store) Create(name string, src Source) (*Writer, error) {
 		os.Remove(f.Name())
 		return nil, err
 	}
-	return &Writer{s: s, name: name, src: src, start: time.Now().UTC(), f: f, bw: bufio.NewWriterSize(f, 256<<10), h: sha256.New()}, nil
+	return &Writer{s: s, name: name, src: src, start: time.Now().UTC(), f: f, bw: bufio.NewWriterSize(&writebackFile{f: f}, 256<<10), h: sha256.New()}, nil
+}
+
+// writebackChunk is how much an item's file may hold that the kernel has
+// not been asked to write to disk yet.
+const writebackChunk = 8 << 20
+
+// writebackFile writes to f and starts the disk writeback of every
+// writebackChunk bytes as they are written.
+type writebackFile struct {
+	f            *os.File
+	off, started int64
+}
+
+func (w *writebackFile) Write(p []byte) (int, error) {
+	n, err := w.f.Write(p)
+	w.off += int64(n)
+	if w.off-w.started >= writebackChunk {
+		startWriteback(w.f, w.started, w.off-w.started)
+		w.started = w.off
+	}
+	return n, err
 }
 
 // Write appends p to the item, hashing it on the way.

@@ -1,7 +1,7 @@
 // Command exporthelper runs irctl's sql.export code (sqlaction.ExportCSV)
 // and nothing else, for the export benchmark: a process whose peak RSS is
-// that of the export, not of the irctl binary's ~100 MB of other code
-// (kubectl, envtest, prompts) mapped from disk.
+// that of the export, not of the irctl binary's ~80 MB of other code
+// (client-go, envtest, prompts) mapped from disk.
 //
 //	exporthelper -database-url URL -dir INCIDENT_DIR -table audit_events -since 720h [-cpuprofile FILE]
 //
