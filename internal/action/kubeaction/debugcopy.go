@@ -216,12 +216,7 @@ func (d DebugCopy) options(env *action.Env, p runbook.Params) CopyOptions {
 }
 
 func (d DebugCopy) Plan(ctx context.Context, env *action.Env, p runbook.Params) (*action.Plan, error) {
-	c, err := env.Kube()
-	if err != nil {
-		return nil, err
-	}
-	ns := p.String("namespace")
-	pods, err := SelectPods(ctx, c, ns, p.Strings("names"), p.String("selector"))
+	c, ns, pods, err := podsOf(ctx, env, p)
 	if err != nil {
 		return nil, err
 	}

@@ -103,6 +103,17 @@ func ValidateLabels(m map[string]string) error {
 	return nil
 }
 
+// podsOf resolves the pods a step's namespace, names or selector choose.
+func podsOf(ctx context.Context, env *action.Env, p runbook.Params) (*kube.Clients, string, []corev1.Pod, error) {
+	c, err := env.Kube()
+	if err != nil {
+		return nil, "", nil, err
+	}
+	ns := p.String("namespace")
+	pods, err := SelectPods(ctx, c, ns, p.Strings("names"), p.String("selector"))
+	return c, ns, pods, err
+}
+
 // SelectPods resolves names or a selector to pods; no match is an error,
 // because quarantining nothing must never look like success.
 func SelectPods(ctx context.Context, c *kube.Clients, ns string, names []string, selector string) ([]corev1.Pod, error) {
@@ -138,12 +149,7 @@ func (Label) Plan(ctx context.Context, env *action.Env, p runbook.Params) (*acti
 	if err := ValidateLabels(want); err != nil {
 		return nil, err
 	}
-	c, err := env.Kube()
-	if err != nil {
-		return nil, err
-	}
-	ns := p.String("namespace")
-	pods, err := SelectPods(ctx, c, ns, p.Strings("names"), p.String("selector"))
+	_, ns, pods, err := podsOf(ctx, env, p)
 	if err != nil {
 		return nil, err
 	}

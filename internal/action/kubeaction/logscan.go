@@ -59,12 +59,7 @@ func (LogScan) Permissions(p runbook.Params) []kube.Permission {
 }
 
 func (s LogScan) Plan(ctx context.Context, env *action.Env, p runbook.Params) (*action.Plan, error) {
-	c, err := env.Kube()
-	if err != nil {
-		return nil, err
-	}
-	ns := p.String("namespace")
-	pods, err := SelectPods(ctx, c, ns, p.Strings("names"), p.String("selector"))
+	_, ns, pods, err := podsOf(ctx, env, p)
 	if err != nil {
 		return nil, err
 	}
