@@ -10,6 +10,7 @@ import (
 	"net/url"
 	"sort"
 	"strings"
+	"sync"
 	"time"
 
 	authorizationv1 "k8s.io/api/authorization/v1"
@@ -137,23 +138,45 @@ func (d *Denied) Error() string {
 // distinct permission, whether the current identity may do everything
 // needed. It returns *Denied listing what is missing.
 func (c *Clients) Preflight(ctx context.Context, perms []Permission) error {
+	var unique []Permission
 	seen := map[Permission]bool{}
-	var missing []Permission
 	for _, p := range perms {
-		if seen[p] {
-			continue
+		if !seen[p] {
+			seen[p] = true
+			unique = append(unique, p)
 		}
-		seen[p] = true
-		review := &authorizationv1.SelfSubjectAccessReview{Spec: authorizationv1.SelfSubjectAccessReviewSpec{
-			ResourceAttributes: &authorizationv1.ResourceAttributes{
-				Namespace: p.Namespace, Verb: p.Verb, Group: p.Group, Resource: p.Resource, Subresource: p.Subresource,
-			},
-		}}
-		res, err := c.Core.AuthorizationV1().SelfSubjectAccessReviews().Create(ctx, review, metav1.CreateOptions{})
-		if err != nil {
-			return fmt.Errorf("permission preflight (%s): %s", p, Short(err))
+	}
+	// The reviews are independent: ask them all at once (a phase can need
+	// a few dozen), 16 at a time.
+	allowed := make([]bool, len(unique))
+	errs := make([]error, len(unique))
+	sem := make(chan struct{}, 16)
+	var wg sync.WaitGroup
+	for i, p := range unique {
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			review := &authorizationv1.SelfSubjectAccessReview{Spec: authorizationv1.SelfSubjectAccessReviewSpec{
+				ResourceAttributes: &authorizationv1.ResourceAttributes{
+					Namespace: p.Namespace, Verb: p.Verb, Group: p.Group, Resource: p.Resource, Subresource: p.Subresource,
+				},
+			}}
+			res, err := c.Core.AuthorizationV1().SelfSubjectAccessReviews().Create(ctx, review, metav1.CreateOptions{})
+			if err != nil {
+				errs[i] = fmt.Errorf("permission preflight (%s): %s", p, Short(err))
+				return
+			}
+			allowed[i] = res.Status.Allowed
+		}()
+	}
+	wg.Wait()
+	var missing []Permission
+	for i, p := range unique {
+		if errs[i] != nil {
+			return errs[i]
 		}
-		if !res.Status.Allowed {
+		if !allowed[i] {
 			missing = append(missing, p)
 		}
 	}
