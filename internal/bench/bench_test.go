@@ -70,12 +70,12 @@ phases:
           quarantine: "true"
 `
 
-// buildIrctl builds the irctl binary into dir.
-func buildIrctl(b *testing.B, dir string) string {
+// build builds the command pkg into dir and returns its path.
+func build(b *testing.B, dir, pkg string) string {
 	b.Helper()
-	bin := filepath.Join(dir, "irctl")
-	if out, err := exec.Command("go", "build", "-o", bin, "irctl.dev/irctl/cmd/irctl").CombinedOutput(); err != nil {
-		b.Fatalf("building irctl: %v\n%s", err, out)
+	bin := filepath.Join(dir, filepath.Base(pkg))
+	if out, err := exec.Command("go", "build", "-o", bin, pkg).CombinedOutput(); err != nil {
+		b.Fatalf("building %s: %v\n%s", pkg, err, out)
 	}
 	return bin
 }
@@ -105,7 +105,7 @@ func BenchmarkQuarantine2000(b *testing.B) {
 	}
 
 	work := b.TempDir()
-	irctlBin := buildIrctl(b, work)
+	irctlBin := build(b, work, "irctl.dev/irctl/cmd/irctl")
 	rbPath := filepath.Join(work, "quarantine.yaml")
 	if err := os.WriteFile(rbPath, []byte(quarantineRunbook), 0o600); err != nil {
 		b.Fatal(err)

@@ -88,12 +88,8 @@ func BenchmarkExportVsPsql(b *testing.B) {
 	sb := sandboxtest.Get(b)
 	ctx := context.Background()
 	work := b.TempDir()
-	irctlBin, helperBin := filepath.Join(work, "irctl"), filepath.Join(work, "exporthelper")
-	for bin, pkg := range map[string]string{irctlBin: "irctl.dev/irctl/cmd/irctl", helperBin: "irctl.dev/irctl/internal/bench/exporthelper"} {
-		if out, err := exec.Command("go", "build", "-o", bin, pkg).CombinedOutput(); err != nil {
-			b.Fatalf("building %s: %v\n%s", pkg, err, out)
-		}
-	}
+	irctlBin := build(b, work, "irctl.dev/irctl/cmd/irctl")
+	helperBin := build(b, work, "irctl.dev/irctl/internal/bench/exporthelper")
 	rbPath := filepath.Join(work, "bench-export.yaml")
 	if err := os.WriteFile(rbPath, []byte(exportRunbook), 0o600); err != nil {
 		b.Fatal(err)
