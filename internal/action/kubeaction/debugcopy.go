@@ -40,14 +40,11 @@ func (DebugCopy) Spec() runbook.Spec {
 			", node unassigned, no service account token unless asked, optionally a debug container sharing its process namespace; originals untouched; undo deletes the copies.",
 		Destructive: true,
 		Uses:        []string{runbook.UsesKubernetes},
-		Params: []runbook.ParamDef{
-			{Name: "namespace", Type: runbook.String, Required: true, Description: "namespace of the pods"},
-			{Name: "names", Type: runbook.Strings, Description: "pod names (this or selector)"},
-			{Name: "selector", Type: runbook.String, Description: "label selector (this or names)"},
+		Params: append(podParams(), []runbook.ParamDef{
 			{Name: "debug_image", Type: runbook.String, Description: "add a debug container with this image (e.g. nicolaka/netshoot) sharing the copy's process namespace"},
 			{Name: "keep_labels", Type: runbook.Strings, Description: "label keys the copy keeps, e.g. [quarantine] so that the isolation policy selects it too"},
 			{Name: "keep_service_account_token", Type: runbook.Bool, Description: "mount the pod's service account token in the copy (default false: the copy gets no API credentials)"},
-		},
+		}...),
 		Validate: func(p runbook.Params) error { return validatePodChoice(p.Strings("names"), p.String("selector")) },
 	}
 }

@@ -34,12 +34,9 @@ func (Label) Spec() runbook.Spec {
 		Description: "Set labels (e.g. quarantine=true) on pods chosen by names or a label selector; undo restores the previous values.",
 		Destructive: true,
 		Uses:        []string{runbook.UsesKubernetes},
-		Params: []runbook.ParamDef{
-			{Name: "namespace", Type: runbook.String, Required: true, Description: "namespace of the pods"},
-			{Name: "names", Type: runbook.Strings, Description: "pod names (this or selector)"},
-			{Name: "selector", Type: runbook.String, Description: "label selector, e.g. app=orchestrator (this or names)"},
+		Params: append(podParams(), []runbook.ParamDef{
 			{Name: "labels", Type: runbook.Map, Required: true, Description: "labels to set, e.g. {quarantine: \"true\"}"},
-		},
+		}...),
 		Validate: func(p runbook.Params) error {
 			if err := validatePodChoice(p.Strings("names"), p.String("selector")); err != nil {
 				return err
@@ -101,6 +98,15 @@ func ValidateLabels(m map[string]string) error {
 		}
 	}
 	return nil
+}
+
+// podParams are the params podsOf reads: which pods a step acts on.
+func podParams() []runbook.ParamDef {
+	return []runbook.ParamDef{
+		{Name: "namespace", Type: runbook.String, Required: true, Description: "namespace of the pods"},
+		{Name: "names", Type: runbook.Strings, Description: "pod names (this or selector)"},
+		{Name: "selector", Type: runbook.String, Description: "label selector, e.g. app=orchestrator (this or names)"},
+	}
 }
 
 // podsOf resolves the pods a step's namespace, names or selector choose.

@@ -36,14 +36,11 @@ func (Logs) Spec() runbook.Spec {
 		Name:        "k8s.logs",
 		Description: "Save the logs of the chosen pods' containers as evidence, the previous instance too where a container restarted; collect before draining or restarting (RFC 3227: most volatile first).",
 		Uses:        []string{runbook.UsesKubernetes},
-		Params: []runbook.ParamDef{
-			{Name: "namespace", Type: runbook.String, Required: true, Description: "namespace of the pods"},
-			{Name: "names", Type: runbook.Strings, Description: "pod names (this or selector)"},
-			{Name: "selector", Type: runbook.String, Description: "label selector, e.g. app=orchestrator (this or names)"},
+		Params: append(podParams(), []runbook.ParamDef{
 			{Name: "since", Type: runbook.Duration, Description: "only lines newer than this (e.g. 7d; default: all the kubelet has)"},
 			{Name: "limit_bytes", Type: runbook.Int, Description: fmt.Sprintf("at most this many bytes per container log (default %d MiB)", DefaultLogLimit>>20)},
 			{Name: "containers", Type: runbook.Strings, Description: "only these containers (default all, init containers included)"},
-		},
+		}...),
 		Validate: func(p runbook.Params) error { return validatePodChoice(p.Strings("names"), p.String("selector")) },
 	}
 }

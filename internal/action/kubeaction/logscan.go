@@ -34,17 +34,14 @@ func (LogScan) Spec() runbook.Spec {
 		Name:        "k8s.log-scan",
 		Description: "Stream the logs of pods since a duration and keep the lines matching a pattern whose last number exceeds a threshold (e.g. bytes transferred); per-pod counts shown, matching lines saved as evidence.",
 		Uses:        []string{runbook.UsesKubernetes},
-		Params: []runbook.ParamDef{
-			{Name: "namespace", Type: runbook.String, Required: true, Description: "namespace of the pods"},
-			{Name: "names", Type: runbook.Strings, Description: "pod names (this or selector)"},
-			{Name: "selector", Type: runbook.String, Description: "label selector (this or names)"},
+		Params: append(podParams(), []runbook.ParamDef{
 			{Name: "since", Type: runbook.Duration, Required: true, Description: "scan lines newer than this (e.g. 24h)"},
 			{Name: "pattern", Type: runbook.String, Required: true, Description: "regular expression (RE2) a line must match, e.g. (download|export|bulk_query)"},
 			{Name: "threshold", Type: runbook.Int, Description: "keep only lines whose last number is greater than this (e.g. 1000000 bytes); unset: every matching line"},
 			{Name: "containers", Type: runbook.Strings, Description: "only these containers (default all)"},
 			{Name: "limit_bytes", Type: runbook.Int, Description: "read at most this many bytes per container (default 256 MiB)"},
 			{Name: "name", Type: runbook.String, Description: "evidence file name without extension (default log-scan)"},
-		},
+		}...),
 		Validate: func(p runbook.Params) error {
 			if _, err := regexp.Compile(p.String("pattern")); err != nil {
 				return fmt.Errorf("pattern: %v", err)
