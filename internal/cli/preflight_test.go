@@ -29,7 +29,7 @@ import (
 	"irctl.dev/irctl/internal/runbook"
 )
 
-const responderRoleFile = "../../runbooks/rbac/irctl-responder.yaml"
+const responderRoleFile = "../../" + kube.RoleFile
 
 // responder is a non-admin identity bound to a copy of the shipped
 // ClusterRole, whose rules a test can change.

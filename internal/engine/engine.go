@@ -168,7 +168,7 @@ func (e *Engine) Preflight(ctx context.Context, steps []runbook.Step) error {
 	if err := clients.Preflight(ctx, perms); err != nil {
 		var denied *kube.Denied
 		if errors.As(err, &denied) {
-			return exitcode.Wrap(exitcode.Precondition, fmt.Errorf("%w; nothing was changed (see runbooks/rbac/irctl-responder.yaml for the role irctl needs)", err))
+			return exitcode.Wrap(exitcode.Precondition, fmt.Errorf("%w; nothing was changed (see %s for the role irctl needs)", err, kube.RoleFile))
 		}
 		return err
 	}

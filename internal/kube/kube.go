@@ -21,6 +21,10 @@ import (
 	"k8s.io/client-go/rest"
 )
 
+// RoleFile is the shipped ClusterRole that grants what irctl's actions
+// need; permission errors point at it.
+const RoleFile = "runbooks/rbac/irctl-responder.yaml"
+
 // FieldManager is the field manager of every irctl write.
 const FieldManager = "irctl"
 

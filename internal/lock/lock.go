@@ -177,9 +177,6 @@ func (l *Lock) lease(ctx context.Context, o Options) error {
 	return nil
 }
 
-// RoleFile is the shipped role that grants what irctl needs.
-const RoleFile = "runbooks/rbac/irctl-responder.yaml"
-
 // leaseVerbs are what holding the Lease takes: create it, read and take
 // over an expired one, renew it, and delete it when done.
 var leaseVerbs = []string{"create", "get", "update", "delete"}
@@ -188,7 +185,7 @@ var leaseVerbs = []string{"create", "get", "update", "delete"}
 // precondition failure: nothing has been changed yet.
 func forbidden(namespace string, verbs ...string) error {
 	return exitcode.New(exitcode.Precondition, "responder lock: not allowed to %s leases.%s in namespace %s; nothing was changed (see %s)",
-		strings.Join(verbs, ", "), coordinationv1.GroupName, namespace, RoleFile)
+		strings.Join(verbs, ", "), coordinationv1.GroupName, namespace, kube.RoleFile)
 }
 
 // leasePreflight asks the API server whether the Lease can be taken,

@@ -41,8 +41,8 @@ func wantMessage(namespace, verbs string) string {
 }
 
 func TestRoleFileExists(t *testing.T) {
-	if _, err := os.Stat("../../" + RoleFile); err != nil {
-		t.Errorf("the refusal points at %s: %v", RoleFile, err)
+	if _, err := os.Stat("../../" + kube.RoleFile); err != nil {
+		t.Errorf("the refusal points at %s: %v", kube.RoleFile, err)
 	}
 }
 
