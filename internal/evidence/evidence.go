@@ -240,10 +240,10 @@ func (s *Store) withLock(fn func() error) error {
 	if err := f.Chmod(0o600); err != nil {
 		return err
 	}
-	if err := lockFile(f); err != nil {
+	if err := fsutil.Lock(f); err != nil {
 		return fmt.Errorf("locking the evidence manifest: %w", err)
 	}
-	defer unlockFile(f)
+	defer fsutil.Unlock(f)
 	return fn()
 }
 

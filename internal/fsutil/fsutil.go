@@ -3,7 +3,9 @@
 package fsutil
 
 import (
+	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 )
@@ -48,8 +50,52 @@ func write(tmpDir, path string, data []byte, place func(oldpath, newpath string)
 	if err := place(tmp.Name(), path); err != nil {
 		return err
 	}
-	return SyncDir(filepath.Dir(path))
+	return syncDir(filepath.Dir(path))
 }
+
+// MkdirPrivate creates dir and any missing parents as 0700 whatever the
+// umask, and fsyncs the parent of each directory it creates, so that a
+// crash cannot lose a directory whose files were already fsync'd. A
+// directory that exists already is left as it is, mode included: the
+// state directory may be a shared one like /tmp.
+func MkdirPrivate(dir string) error {
+	fi, err := os.Stat(dir)
+	if err == nil {
+		if !fi.IsDir() {
+			return fmt.Errorf("%s is not a directory", dir)
+		}
+		return nil
+	}
+	if !errors.Is(err, fs.ErrNotExist) {
+		return err
+	}
+	parent := filepath.Dir(dir)
+	if parent != dir {
+		if err := MkdirPrivate(parent); err != nil {
+			return err
+		}
+	}
+	// Another process may create it meanwhile: that is as good.
+	if err := Mkdir(dir); err != nil && !errors.Is(err, fs.ErrExist) {
+		return err
+	}
+	return nil
+}
+
+// Mkdir creates one directory as 0700 whatever the umask and fsyncs its
+// parent; it fails if dir exists.
+func Mkdir(dir string) error {
+	if err := os.Mkdir(dir, 0o700); err != nil {
+		return err
+	}
+	if err := os.Chmod(dir, 0o700); err != nil {
+		return err
+	}
+	return syncDir(filepath.Dir(dir))
+}
+
+// syncDir is SyncDir; tests replace it to see which directories are synced.
+var syncDir = SyncDir
 
 // SyncDir fsyncs a directory, making the entries created in it durable.
 func SyncDir(dir string) error {

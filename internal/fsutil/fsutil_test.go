@@ -3,8 +3,10 @@ package fsutil
 import (
 	"os"
 	"path/filepath"
+	"slices"
 	"syscall"
 	"testing"
+	"time"
 )
 
 func TestWriteFileOnceNeverOverwrites(t *testing.T) {
@@ -45,5 +47,102 @@ func TestWritesAre0600AndLeaveNoTemporaryFile(t *testing.T) {
 		if fi, err := os.Stat(p); err != nil || fi.Mode().Perm() != 0o600 {
 			t.Errorf("%s: %v %v", p, fi.Mode().Perm(), err)
 		}
+	}
+}
+
+// recordSyncs makes syncDir record the directories it is asked to sync.
+func recordSyncs(t *testing.T) *[]string {
+	var synced []string
+	syncDir = func(dir string) error {
+		synced = append(synced, dir)
+		return SyncDir(dir)
+	}
+	t.Cleanup(func() { syncDir = SyncDir })
+	return &synced
+}
+
+// New directories are 0700 whatever the umask, and the parent of each is
+// fsync'd so that the new entry survives a crash.
+func TestMkdirPrivateCreates0700AndSyncsEachParent(t *testing.T) {
+	old := syscall.Umask(0)
+	defer syscall.Umask(old)
+	root := t.TempDir()
+	synced := recordSyncs(t)
+	dir := filepath.Join(root, "a", "b", "c")
+	if err := MkdirPrivate(dir); err != nil {
+		t.Fatal(err)
+	}
+	for _, d := range []string{filepath.Join(root, "a"), filepath.Join(root, "a", "b"), dir} {
+		if fi, err := os.Stat(d); err != nil || fi.Mode().Perm() != 0o700 {
+			t.Errorf("%s: %v %v", d, fi.Mode().Perm(), err)
+		}
+	}
+	want := []string{root, filepath.Join(root, "a"), filepath.Join(root, "a", "b")}
+	if !slices.Equal(*synced, want) {
+		t.Errorf("synced %v, want %v", *synced, want)
+	}
+}
+
+// An existing directory keeps its mode: a state directory of /tmp must
+// not be made 0700 (that would break every other user of /tmp).
+func TestMkdirPrivateLeavesAnExistingDirectoryAlone(t *testing.T) {
+	dir := t.TempDir()
+	if err := os.Chmod(dir, os.ModePerm|os.ModeSticky); err != nil {
+		t.Fatal(err)
+	}
+	synced := recordSyncs(t)
+	if err := MkdirPrivate(dir); err != nil {
+		t.Fatal(err)
+	}
+	fi, err := os.Stat(dir)
+	if err != nil || fi.Mode()&(os.ModePerm|os.ModeSticky) != 0o777|os.ModeSticky {
+		t.Errorf("mode changed to %v (%v)", fi.Mode(), err)
+	}
+	if len(*synced) != 0 {
+		t.Errorf("synced %v for a directory that existed", *synced)
+	}
+	f := filepath.Join(dir, "file")
+	if err := os.WriteFile(f, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := MkdirPrivate(f); err == nil {
+		t.Error("a file was accepted as a directory")
+	}
+}
+
+// Two flocks on the same file exclude each other; shared ones do not.
+func TestLockExcludes(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "lock")
+	open := func() *os.File {
+		f, err := os.OpenFile(p, os.O_RDWR|os.O_CREATE, 0o600)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { f.Close() })
+		return f
+	}
+	a, b := open(), open()
+	if err := Lock(a); err != nil {
+		t.Fatal(err)
+	}
+	got := make(chan struct{})
+	go func() {
+		_ = Lock(b)
+		close(got)
+	}()
+	select {
+	case <-got:
+		t.Fatal("a second exclusive lock was granted while the first was held")
+	case <-time.After(200 * time.Millisecond):
+	}
+	_ = Unlock(a)
+	<-got
+	_ = Unlock(b)
+	c, d := open(), open()
+	if err := RLock(c); err != nil {
+		t.Fatal(err)
+	}
+	if err := RLock(d); err != nil {
+		t.Fatal(err)
 	}
 }

@@ -6,7 +6,6 @@ package incident
 
 import (
 	"bufio"
-	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -40,7 +39,10 @@ type Incident struct {
 func (i *Incident) Dir() string { return i.dir }
 
 // JournalPath is the journal file.
-func (i *Incident) JournalPath() string { return filepath.Join(i.dir, "journal.jsonl") }
+func (i *Incident) JournalPath() string { return JournalFile(i.dir) }
+
+// JournalFile is the journal file of the incident directory dir.
+func JournalFile(dir string) string { return filepath.Join(dir, "journal.jsonl") }
 
 var idPattern = regexp.MustCompile(`^SEC-\d{8}-\d{3}$`)
 
@@ -54,21 +56,20 @@ func Declare(stateDir, severity, title, operator string, now time.Time) (*Incide
 	if title == "" {
 		return nil, errors.New("an incident needs a --title")
 	}
-	if err := MkdirPrivate(stateDir); err != nil {
+	// Only directories declare creates are made 0700: an existing state
+	// directory keeps its mode (it may be /tmp).
+	if err := fsutil.MkdirPrivate(stateDir); err != nil {
 		return nil, err
 	}
 	day := now.UTC().Format("20060102")
 	for n := 1; n <= 999; n++ {
 		id := fmt.Sprintf("SEC-%s-%03d", day, n)
 		dir := filepath.Join(stateDir, id)
-		err := os.Mkdir(dir, 0o700)
+		err := fsutil.Mkdir(dir) // 0700, parent fsync'd
 		if errors.Is(err, fs.ErrExist) {
 			continue
 		}
 		if err != nil {
-			return nil, err
-		}
-		if err := os.Chmod(dir, 0o700); err != nil {
 			return nil, err
 		}
 		inc := &Incident{ID: id, Title: title, Severity: severity, DeclaredAt: now.UTC(), DeclaredBy: operator, dir: dir}
@@ -144,14 +145,6 @@ func Operator() string {
 	return name + "@" + host
 }
 
-// MkdirPrivate creates dir (and parents) and makes it 0700.
-func MkdirPrivate(dir string) error {
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return err
-	}
-	return os.Chmod(dir, 0o700)
-}
-
 // Record kinds in the journal.
 const (
 	KindIntent      = "intent"      // about to apply a step
@@ -161,6 +154,10 @@ const (
 	KindDeclined    = "declined"    // the operator said no, or no terminal and no --yes
 	KindInterrupted = "interrupted" // SIGINT during the step
 	KindUndo        = "undo"        // an undo of an earlier outcome
+	// KindEvidence anchors the evidence manifest: written after each
+	// commit with the number of entries and the hash of the newest line,
+	// so that removing or rewriting the manifest's tail is caught.
+	KindEvidence = "evidence"
 )
 
 // Record is one journal line.
@@ -188,72 +185,11 @@ type Record struct {
 	// the outcome an undo reversed.
 	Seq    int `json:"seq"`
 	Undoes int `json:"undoes,omitempty"`
-}
-
-// Journal appends records to an incident's journal.
-type Journal struct {
-	path string
-	seq  int
-}
-
-// Journal opens the incident's journal for appending. A torn last line
-// (irctl died mid-write, before the fsync that would have acknowledged the
-// record) is cut off, so the next record starts on a line of its own.
-func (i *Incident) Journal() (*Journal, error) {
-	if err := trimTornTail(i.JournalPath()); err != nil {
-		return nil, err
-	}
-	recs, err := ReadJournal(i.JournalPath())
-	if err != nil {
-		return nil, err
-	}
-	j := &Journal{path: i.JournalPath()}
-	if n := len(recs); n > 0 {
-		j.seq = recs[n-1].Seq
-	}
-	return j, nil
-}
-
-func trimTornTail(path string) error {
-	b, err := os.ReadFile(path)
-	if errors.Is(err, fs.ErrNotExist) || len(b) == 0 {
-		return nil
-	}
-	if err != nil {
-		return err
-	}
-	if b[len(b)-1] == '\n' {
-		return nil
-	}
-	keep := bytes.LastIndexByte(b, '\n') + 1
-	return os.Truncate(path, int64(keep))
-}
-
-// Append writes r as one line and fsyncs before returning: a record that
-// Append returned for is on disk.
-func (j *Journal) Append(r Record) (Record, error) {
-	j.seq++
-	r.Seq = j.seq
-	if r.Time.IsZero() {
-		r.Time = time.Now()
-	}
-	r.Time = r.Time.UTC()
-	b, err := json.Marshal(r)
-	if err != nil {
-		return r, err
-	}
-	f, err := os.OpenFile(j.path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600)
-	if err != nil {
-		return r, err
-	}
-	defer f.Close()
-	if err := f.Chmod(0o600); err != nil {
-		return r, err
-	}
-	if _, err := f.Write(append(b, '\n')); err != nil {
-		return r, err
-	}
-	return r, f.Sync()
+	// Evidence anchors (KindEvidence): the item just committed, the
+	// manifest's entry count and the SHA-256 of its last line.
+	EvidenceItem  string `json:"evidence_item,omitempty"`
+	EvidenceItems int    `json:"evidence_items,omitempty"`
+	EvidenceHead  string `json:"evidence_head,omitempty"`
 }
 
 // ReadJournal reads every record; a missing journal is empty. A torn last

@@ -1,8 +1,13 @@
 package incident
 
 import (
+	"encoding/json"
+	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -93,5 +98,112 @@ func TestJournalSequenceAndTornLastLine(t *testing.T) {
 	}
 	if recs, err := ReadJournal(inc.JournalPath()); err != nil || len(recs) != 4 {
 		t.Errorf("after appending past a torn line: %d records, %v", len(recs), err)
+	}
+}
+
+// Declaring into an existing state directory leaves its mode alone: with
+// --state-dir /tmp, a chmod 0700 would lock every other user out of /tmp.
+func TestDeclareDoesNotChmodAnExistingStateDir(t *testing.T) {
+	dir := t.TempDir()
+	shared := os.ModePerm | os.ModeSticky // /tmp's 1777
+	if err := os.Chmod(dir, shared); err != nil {
+		t.Fatal(err)
+	}
+	inc, err := Declare(dir, "P1", "t", "op", time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fi, err := os.Stat(dir); err != nil || fi.Mode()&(os.ModePerm|os.ModeSticky) != shared {
+		t.Errorf("state dir mode changed to %v (%v)", fi.Mode(), err)
+	}
+	if fi, err := os.Stat(inc.Dir()); err != nil || fi.Mode().Perm() != 0o700 {
+		t.Errorf("incident dir: %v (%v), want 0700", fi.Mode().Perm(), err)
+	}
+}
+
+// journalWriterEnv makes the test binary a journal writer (see
+// TestJournalSeqIsUniqueAcrossConcurrentWriters).
+const journalWriterEnv = "IRCTL_TEST_JOURNAL_WRITER"
+
+func TestMain(m *testing.M) {
+	if path := os.Getenv(journalWriterEnv); path != "" {
+		os.Exit(appendMany(path, "process", 300))
+	}
+	os.Exit(m.Run())
+}
+
+func appendMany(path, writer string, n int) int {
+	j, err := OpenJournal(path)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	for i := 0; i < n; i++ {
+		// Records of varying length, so that a torn or interleaved write
+		// would show as a broken line.
+		if _, err := j.Append(Record{Kind: KindOutcome, Step: writer + "-" + strconv.Itoa(i), Plan: strings.Repeat("x", i%97)}); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			return 1
+		}
+	}
+	return 0
+}
+
+// Two goroutines with a Journal handle each and two other processes
+// append at once: every record gets its own seq, the seqs increase
+// along the file with no gap, and every line is whole.
+func TestJournalSeqIsUniqueAcrossConcurrentWriters(t *testing.T) {
+	inc, err := Declare(t.TempDir(), "P2", "t", "op", time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := inc.JournalPath()
+	var procs []*exec.Cmd
+	for i := 0; i < 2; i++ {
+		cmd := exec.Command(os.Args[0], "-test.run=^$")
+		cmd.Env = append(os.Environ(), journalWriterEnv+"="+path)
+		cmd.Stderr = os.Stderr
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		procs = append(procs, cmd)
+	}
+	var wg sync.WaitGroup
+	for _, w := range []string{"goroutine-a", "goroutine-b"} {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if appendMany(path, w, 300) != 0 {
+				t.Error("writer", w, "failed")
+			}
+		}()
+	}
+	wg.Wait()
+	for _, p := range procs {
+		if err := p.Wait(); err != nil {
+			t.Errorf("writer process: %v", err)
+		}
+	}
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(strings.TrimSuffix(string(data), "\n"), "\n")
+	if len(lines) != 1200 {
+		t.Fatalf("%d lines, want 1200", len(lines))
+	}
+	steps := map[string]bool{}
+	for i, line := range lines {
+		var r Record
+		if err := json.Unmarshal([]byte(line), &r); err != nil {
+			t.Fatalf("line %d is torn or interleaved: %v: %.80s", i+1, err, line)
+		}
+		if r.Seq != i+1 {
+			t.Fatalf("line %d has seq %d", i+1, r.Seq)
+		}
+		steps[r.Step] = true
+	}
+	if len(steps) != 900 { // the two processes write the same step names
+		t.Errorf("%d distinct steps, want 900", len(steps))
 	}
 }
