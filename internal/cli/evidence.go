@@ -32,6 +32,10 @@ type evidenceOpener struct {
 	err   error
 }
 
+// signingKeyEnv names the ed25519 private key (PEM) that, when set, signs
+// the manifest after every commit.
+const signingKeyEnv = "IRCTL_EVIDENCE_KEY"
+
 // evidenceStore is action.Env.Evidence: the current incident's store,
 // opened on first use with the collector's identity. A client dry run
 // writes nothing, evidence included.
@@ -46,6 +50,17 @@ func (f *factory) evidenceStore() (*evidence.Store, error) {
 			return
 		}
 		f.evidence.store, f.evidence.err = evidence.Open(inc.Dir(), f.evidenceMeta())
+		if f.evidence.err != nil {
+			return
+		}
+		if p := os.Getenv(signingKeyEnv); p != "" {
+			key, err := evidence.LoadPrivateKey(p)
+			if err != nil {
+				f.evidence.store, f.evidence.err = nil, exitcode.Wrap(exitcode.Usage, fmt.Errorf("%s: %w", signingKeyEnv, err))
+				return
+			}
+			f.evidence.store.SetSigningKey(key)
+		}
 	})
 	return f.evidence.store, f.evidence.err
 }
@@ -106,7 +121,13 @@ func newEvidenceCmd(f *factory) *cobra.Command {
 evidence/ directory: files written once (0600), and manifest.jsonl, a
 hash-chained list of every item with its SHA-256, size, source (server,
 objects with UID and resourceVersion, or SQL text, params and row count),
-collection times, collector identity, irctl version and runbook hash.`,
+collection times, collector identity, irctl version and runbook hash.
+
+After each commit the incident journal records an anchor (the entry count
+and the hash of the newest manifest line), so that removing or rewriting
+the newest entries is caught by verify. With IRCTL_EVIDENCE_KEY naming an
+ed25519 private key (irctl evidence keygen), every commit also re-signs the
+manifest (manifest.sig).`,
 	}
 	cmd.AddCommand(newEvidenceListCmd(f), newEvidenceVerifyCmd(f), newEvidencePackCmd(f), newEvidenceSignCmd(f), newEvidenceKeygenCmd(f))
 	return cmd
@@ -174,9 +195,12 @@ func newEvidenceVerifyCmd(f *factory) *cobra.Command {
 		Use:   "verify [--public-key FILE]",
 		Short: "Re-hash every item and check the manifest chain (and signature)",
 		Long: `Re-hashes every evidence item against the manifest and checks the manifest's
-hash chain. Prints each problem on its own line, naming the item (a changed,
-missing or unlisted file; a manifest line edited, removed or reordered; a bad
-signature), then a summary line. Exits 1 if anything is wrong.
+hash chain, and compares the manifest with the anchors the incident journal
+holds for it (the newest entries removed, rewritten, or never anchored).
+Prints each problem on its own line, naming the item (a changed, missing or
+unlisted file; a manifest line edited, removed or reordered; a bad
+signature), then a summary line. Exits 1 if anything is wrong. Commits wait
+while it reads.
 
 With --public-key, manifest.sig must be a valid signature by that key over the
 whole manifest (see irctl evidence sign).`,
@@ -229,7 +253,8 @@ func newEvidencePackCmd(f *factory) *cobra.Command {
 		Use:   "pack [-o FILE]",
 		Short: "Write the evidence as a reproducible tar.gz bundle",
 		Long: `Verifies the evidence, then writes the manifest, its signature and every item
-as a reproducible tar.gz (same evidence, same bytes): default
+as a reproducible tar.gz (same evidence, same bytes), from one reading of
+the manifest under the evidence store's lock (commits wait meanwhile): default
 ./<incident>-evidence.tar.gz, "-o -" for stdout. An existing file is never
 overwritten. Here -o names the bundle, not the output format.`,
 		Args: cobra.NoArgs,
@@ -238,22 +263,24 @@ overwritten. Here -o names the bundle, not the output format.`,
 			if err != nil {
 				return err
 			}
-			r, err := evidence.Verify(inc.Dir(), nil)
-			if err != nil {
-				return err
-			}
-			if !r.OK() {
-				for _, p := range r.Problems {
+			// Pack verifies and packs one reading of the manifest under the
+			// store's lock; a refusal lists the problems.
+			notVerified := func(err error) error {
+				var nv *evidence.NotVerified
+				if !errors.As(err, &nv) {
+					return err
+				}
+				for _, p := range nv.Report.Problems {
 					fmt.Fprintln(f.io.Out, oneLine(p.String()))
 				}
-				return exitcode.New(exitcode.Error, "evidence of %s failed verification (%d problem(s)); not packed", inc.ID, len(r.Problems))
+				return exitcode.New(exitcode.Error, "evidence of %s failed verification (%d problem(s)); not packed", inc.ID, len(nv.Report.Problems))
 			}
 			if out == "" {
 				out = inc.ID + "-evidence.tar.gz"
 			}
 			if out == "-" {
 				_, err := evidence.Pack(inc.Dir(), f.io.Out)
-				return err
+				return notVerified(err)
 			}
 			file, err := os.OpenFile(out, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
 			if err != nil {
@@ -269,7 +296,7 @@ overwritten. Here -o names the bundle, not the output format.`,
 			}
 			if err != nil {
 				os.Remove(out)
-				return err
+				return notVerified(err)
 			}
 			fmt.Fprintf(f.io.Out, "wrote %s: %d item(s), sha256 %s\n", out, info.Items, hex.EncodeToString(h.Sum(nil)))
 			return nil

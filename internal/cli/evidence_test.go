@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -137,7 +138,7 @@ func TestAssessAndPreserveCollectVerifiableEvidence(t *testing.T) {
 
 	r = h.run("evidence", "verify")
 	lines := strings.Split(strings.TrimSpace(r.stdout), "\n")
-	if r.code != 0 || !strings.HasPrefix(lines[len(lines)-1], "OK: ") {
+	if r.code != 0 || !strings.HasPrefix(lines[len(lines)-1], "OK: ") || !strings.Contains(lines[len(lines)-1], fmt.Sprintf("journal anchor matches (%d entries)", len(entries))) {
 		t.Fatalf("verify: exit %d\n%s%s", r.code, r.stdout, r.stderr)
 	}
 
@@ -164,6 +165,17 @@ func TestAssessAndPreserveCollectVerifiableEvidence(t *testing.T) {
 			l[1], l[2] = l[2], l[1]
 			os.WriteFile(p, []byte(strings.Join(l, "")), 0o600)
 		}, "reordered"},
+		// The newest entry has no successor in the chain: the journal's
+		// anchor catches its removal.
+		"remove the last line and its file": {func(ev string) {
+			p := filepath.Join(ev, evidence.ManifestName)
+			b, _ := os.ReadFile(p)
+			l := strings.SplitAfter(strings.TrimSuffix(string(b), "\n"), "\n")
+			var last evidence.Entry
+			json.Unmarshal([]byte(l[len(l)-1]), &last)
+			os.Remove(filepath.Join(ev, filepath.FromSlash(last.Name)))
+			os.WriteFile(p, []byte(strings.Join(l[:len(l)-1], "")), 0o600)
+		}, "removed from the manifest"},
 	}
 	for name, tc := range tamper {
 		t.Run(name, func(t *testing.T) {

@@ -14,6 +14,7 @@ package evidence
 import (
 	"bufio"
 	"bytes"
+	"crypto/ed25519"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
@@ -32,6 +33,7 @@ import (
 	"time"
 
 	"irctl.dev/irctl/internal/fsutil"
+	"irctl.dev/irctl/internal/incident"
 )
 
 // File and directory names inside the evidence directory.
@@ -142,8 +144,12 @@ type Store struct {
 	mu    sync.Mutex
 	size  int64           // manifest size when last scanned
 	seq   int             // last seq in the manifest
+	lines int             // entries (lines) in the manifest
 	prev  string          // hash of the last manifest line
 	names map[string]bool // names in the manifest
+
+	journal *incident.Journal  // where each commit is anchored (anchor.go)
+	signKey ed25519.PrivateKey // re-signs the manifest after each commit, if set
 }
 
 // Open opens (creating it 0700 if needed) the evidence directory of the
@@ -151,16 +157,29 @@ type Store struct {
 // the store.
 func Open(dir string, meta Meta) (*Store, error) {
 	s := &Store{dir: Dir(dir), meta: meta, names: map[string]bool{}}
-	if err := mkdirPrivate(s.dir, filepath.Dir(s.dir)); err != nil {
+	if err := fsutil.MkdirPrivate(s.dir); err != nil {
 		return nil, fmt.Errorf("evidence directory: %w", err)
 	}
-	if err := mkdirPrivate(filepath.Join(s.dir, partialDir), s.dir); err != nil {
+	if err := fsutil.MkdirPrivate(filepath.Join(s.dir, partialDir)); err != nil {
 		return nil, fmt.Errorf("evidence directory: %w", err)
 	}
 	if err := s.withLock(func() error { return s.rescan() }); err != nil {
 		return nil, err
 	}
+	j, err := incident.OpenJournal(incident.JournalFile(dir))
+	if err != nil {
+		return nil, fmt.Errorf("evidence anchors: %w", err)
+	}
+	s.journal = j
 	return s, nil
+}
+
+// SetSigningKey makes every commit re-sign the manifest (manifest.sig)
+// with key, so that the signature always covers the newest entry.
+func (s *Store) SetSigningKey(key ed25519.PrivateKey) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.signKey = key
 }
 
 // Dir is the evidence directory.
@@ -176,7 +195,7 @@ func (s *Store) rescan() error {
 	mp := filepath.Join(s.dir, ManifestName)
 	fi, err := os.Stat(mp)
 	if errors.Is(err, fs.ErrNotExist) {
-		s.size, s.seq, s.prev = 0, 0, ZeroHash
+		s.size, s.seq, s.lines, s.prev = 0, 0, 0, ZeroHash
 		return nil
 	}
 	if err != nil {
@@ -193,7 +212,9 @@ func (s *Store) rescan() error {
 		return fmt.Errorf("%s ends with an incomplete line (a crash while appending?); run `irctl evidence verify` before collecting more", mp)
 	}
 	s.seq, s.prev = 0, ZeroHash
-	for i, line := range splitLines(data) {
+	lines := splitLines(data)
+	s.lines = len(lines)
+	for i, line := range lines {
 		var e Entry
 		if err := json.Unmarshal(line, &e); err != nil {
 			return fmt.Errorf("%s:%d: not a manifest entry (%v); run `irctl evidence verify`", mp, i+1, err)
@@ -232,19 +253,43 @@ func lineHash(line []byte) string {
 func (s *Store) withLock(fn func() error) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	f, err := os.OpenFile(filepath.Join(s.dir, lockName), os.O_RDWR|os.O_CREATE, 0o600)
+	unlock, err := lockStore(s.dir, false)
 	if err != nil {
 		return err
 	}
-	defer f.Close()
-	if err := f.Chmod(0o600); err != nil {
-		return err
-	}
-	if err := fsutil.Lock(f); err != nil {
-		return fmt.Errorf("locking the evidence manifest: %w", err)
-	}
-	defer fsutil.Unlock(f)
+	defer unlock()
 	return fn()
+}
+
+// lockStore flocks the lock file of the evidence directory evdir:
+// exclusive for writers, shared for readers (verify, pack) that need the
+// manifest and the files to agree while they read them.
+func lockStore(evdir string, shared bool) (unlock func(), err error) {
+	p := filepath.Join(evdir, lockName)
+	f, err := os.OpenFile(p, os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil && shared {
+		// A reader of a directory it may not write (a copy on read-only
+		// media) needs no lock if nobody can write there either.
+		if f, err = os.Open(p); errors.Is(err, fs.ErrNotExist) || errors.Is(err, fs.ErrPermission) {
+			return func() {}, nil
+		}
+	}
+	if err != nil {
+		return nil, err
+	}
+	if err := f.Chmod(0o600); err != nil && !shared {
+		f.Close()
+		return nil, err
+	}
+	lock := fsutil.Lock
+	if shared {
+		lock = fsutil.RLock
+	}
+	if err := lock(f); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("locking the evidence manifest: %w", err)
+	}
+	return func() { fsutil.Unlock(f); f.Close() }, nil
 }
 
 var segment = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._@+=-]*$`)
@@ -410,7 +455,10 @@ func (w *Writer) Commit(extra Extra) (Entry, error) {
 			return err
 		}
 		e.Name = name
-		return w.s.appendEntry(&e)
+		if err := w.s.appendEntry(&e); err != nil {
+			return err
+		}
+		return w.s.anchor(e)
 	})
 	if err != nil {
 		return Entry{}, fmt.Errorf("evidence %s: %w", w.name, err)
@@ -422,7 +470,7 @@ func (w *Writer) Commit(extra Extra) (Entry, error) {
 // disk or in the manifest. Called with the lock held.
 func (s *Store) link(tmp, name string) (string, error) {
 	if dir := path.Dir(name); dir != "." {
-		if err := mkdirPrivate(filepath.Join(s.dir, filepath.FromSlash(dir)), s.dir); err != nil {
+		if err := fsutil.MkdirPrivate(filepath.Join(s.dir, filepath.FromSlash(dir))); err != nil {
 			return "", err
 		}
 	}
@@ -482,6 +530,7 @@ func (s *Store) appendEntry(e *Entry) error {
 		}
 	}
 	s.seq, s.prev = e.Seq, lineHash(line)
+	s.lines++
 	s.size += int64(len(line) + 1)
 	s.names[e.Name] = true
 	return nil
@@ -520,26 +569,6 @@ func ReadManifest(dir string) ([]Entry, error) {
 		out = append(out, e)
 	}
 	return out, nil
-}
-
-// mkdirPrivate creates dir and any missing parents below root as 0700,
-// whatever the umask.
-func mkdirPrivate(dir, root string) error {
-	if fi, err := os.Stat(dir); err == nil {
-		if !fi.IsDir() {
-			return fmt.Errorf("%s is not a directory", dir)
-		}
-		return nil
-	}
-	if parent := filepath.Dir(dir); parent != dir && parent != root && parent != "." {
-		if err := mkdirPrivate(parent, root); err != nil {
-			return err
-		}
-	}
-	if err := os.Mkdir(dir, 0o700); err != nil && !errors.Is(err, fs.ErrExist) {
-		return err
-	}
-	return os.Chmod(dir, 0o700)
 }
 
 // hashFile returns a file's SHA-256 and size.

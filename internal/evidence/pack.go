@@ -5,6 +5,7 @@ import (
 	"compress/gzip"
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -13,6 +14,7 @@ import (
 	"path"
 	"path/filepath"
 	"sort"
+	"strings"
 	"time"
 )
 
@@ -23,11 +25,51 @@ import (
 // same evidence twice gives the same bytes. Only the manifest, its
 // signature and the files the manifest lists are packed; each file is
 // re-hashed as it is copied and a mismatch fails the pack.
+//
+// The whole pack runs under the store's shared lock on one reading of
+// the manifest (and signature), which it first verifies like Verify: a
+// commit meanwhile waits, so the bundle's manifest lists exactly the
+// files it holds. Evidence that fails verification is not packed: the
+// error is a *NotVerified with the report.
 func Pack(dir string, w io.Writer) (*PackInfo, error) {
+	var info *PackInfo
+	err := readLocked(dir, func(manifest, sig []byte) error {
+		if r := verifySnapshot(dir, manifest, sig, nil); !r.OK() {
+			return &NotVerified{Report: r}
+		}
+		var err error
+		info, err = pack(dir, manifest, sig, w)
+		return err
+	})
+	return info, err
+}
+
+// NotVerified is Pack's refusal of evidence that fails verification.
+type NotVerified struct{ Report *Report }
+
+func (e *NotVerified) Error() string {
+	ps := e.Report.Problems
+	first := make([]string, 0, 3)
+	for _, p := range ps[:min(3, len(ps))] {
+		first = append(first, p.String())
+	}
+	more := ""
+	if len(ps) > 3 {
+		more = fmt.Sprintf("; and %d more", len(ps)-3)
+	}
+	return fmt.Sprintf("evidence failed verification, not packed: %s%s", strings.Join(first, "; "), more)
+}
+
+// pack writes the bundle of the manifest and sig as read under the lock.
+func pack(dir string, manifest, sig []byte, w io.Writer) (*PackInfo, error) {
 	evdir := Dir(dir)
-	entries, err := ReadManifest(dir)
-	if err != nil {
-		return nil, err
+	var entries []Entry
+	for i, line := range splitLines(manifest) {
+		var e Entry
+		if err := json.Unmarshal(line, &e); err != nil {
+			return nil, fmt.Errorf("%s line %d: %v", ManifestName, i+1, err)
+		}
+		entries = append(entries, e)
 	}
 	if len(entries) == 0 {
 		return nil, fmt.Errorf("no evidence in %s to pack", evdir)
@@ -42,7 +84,7 @@ func Pack(dir string, w io.Writer) (*PackInfo, error) {
 
 	want := map[string]Entry{}
 	files := []string{ManifestName}
-	if _, err := os.Stat(filepath.Join(evdir, SigName)); err == nil {
+	if sig != nil {
 		files = append(files, SigName)
 	}
 	for _, e := range entries {
@@ -90,7 +132,16 @@ func Pack(dir string, w io.Writer) (*PackInfo, error) {
 			continue
 		}
 		rel := m.name[len(DirName)+1:]
-		if err := packFile(tw, hdr, filepath.Join(evdir, filepath.FromSlash(rel)), want[rel], rel); err != nil {
+		var err error
+		switch rel {
+		case ManifestName:
+			err = packBytes(tw, hdr, manifest)
+		case SigName:
+			err = packBytes(tw, hdr, sig)
+		default:
+			err = packFile(tw, hdr, filepath.Join(evdir, filepath.FromSlash(rel)), want[rel], rel)
+		}
+		if err != nil {
 			return nil, err
 		}
 	}
@@ -107,6 +158,17 @@ func Pack(dir string, w io.Writer) (*PackInfo, error) {
 type PackInfo struct {
 	Items   int       `json:"items"`
 	ModTime time.Time `json:"mtime"`
+}
+
+// packBytes writes a member read earlier (the manifest and signature are
+// packed as read under the lock, not read again).
+func packBytes(tw *tar.Writer, hdr *tar.Header, data []byte) error {
+	hdr.Typeflag, hdr.Mode, hdr.Size = tar.TypeReg, 0o600, int64(len(data))
+	if err := tw.WriteHeader(hdr); err != nil {
+		return err
+	}
+	_, err := tw.Write(data)
+	return err
 }
 
 func packFile(tw *tar.Writer, hdr *tar.Header, p string, e Entry, name string) error {

@@ -38,6 +38,10 @@ type Report struct {
 	Notes []string `json:"notes,omitempty"`
 	// Signature is "valid", "not checked", "none", or "invalid".
 	Signature string `json:"signature"`
+	// Anchor says whether the manifest matches the anchors the incident
+	// journal holds for it: "matches (N entries)", "MISMATCH", "none
+	// (nothing committed)" or "no journal".
+	Anchor string `json:"journal_anchor"`
 }
 
 // OK reports whether verification found no problem.
@@ -49,7 +53,7 @@ func (r *Report) Summary() string {
 	if !r.OK() {
 		verdict = fmt.Sprintf("FAILED: %d problem(s)", len(r.Problems))
 	}
-	return fmt.Sprintf("%s: %d item(s) in the manifest, %d verified; signature %s", verdict, r.Items, r.Verified, r.Signature)
+	return fmt.Sprintf("%s: %d item(s) in the manifest, %d verified; journal anchor %s; signature %s", verdict, r.Items, r.Verified, r.Anchor, r.Signature)
 }
 
 func (r *Report) add(item, format string, args ...any) {
@@ -59,27 +63,62 @@ func (r *Report) add(item, format string, args ...any) {
 // Verify re-hashes every item of the evidence in the incident directory
 // dir against the manifest and checks the manifest's hash chain. It
 // reports, naming the item, any file changed, missing or not in the
-// manifest, and any manifest line edited, removed or reordered. With pub,
-// manifest.sig must hold a valid signature by that key over the whole
-// manifest. The error is for failures to read at all.
+// manifest, and any manifest line edited, removed or reordered, and,
+// against the anchors in the incident journal, the newest lines removed
+// or rewritten. With pub, manifest.sig must hold a valid signature by
+// that key over the whole manifest. The error is for failures to read at
+// all. It reads a consistent snapshot: commits wait until it is done.
 func Verify(dir string, pub ed25519.PublicKey) (*Report, error) {
+	var r *Report
+	err := readLocked(dir, func(data []byte, sig []byte) error {
+		r = verifySnapshot(dir, data, sig, pub)
+		return nil
+	})
+	return r, err
+}
+
+// verifySnapshot checks the manifest bytes data and signature sig (nil:
+// none) against the files and the journal.
+func verifySnapshot(dir string, data, sig []byte, pub ed25519.PublicKey) *Report {
 	evdir := Dir(dir)
-	if fi, err := os.Stat(evdir); err != nil || !fi.IsDir() {
-		return nil, fmt.Errorf("no evidence directory at %s (nothing collected yet?)", evdir)
-	}
 	r := &Report{}
-	data, err := os.ReadFile(filepath.Join(evdir, ManifestName))
-	if errors.Is(err, fs.ErrNotExist) {
+	if data == nil {
 		// Nothing committed yet; any file present is reported as extra.
 		r.Notes = append(r.Notes, "no "+ManifestName+": no evidence has been committed")
-		data = nil
-	} else if err != nil {
-		return nil, err
 	}
 	listed := checkManifest(r, evdir, data)
 	checkExtraFiles(r, evdir, listed)
-	checkSignature(r, evdir, data, pub)
-	return r, nil
+	checkAnchors(r, dir, data)
+	checkSignature(r, sig, data, pub)
+	return r
+}
+
+// readLocked runs fn with the manifest and signature as they are under a
+// shared lock on the store, so that no commit changes them (nor adds a
+// file) meanwhile. Either is nil when absent.
+func readLocked(dir string, fn func(manifest, sig []byte) error) error {
+	evdir := Dir(dir)
+	if fi, err := os.Stat(evdir); err != nil || !fi.IsDir() {
+		return fmt.Errorf("no evidence directory at %s (nothing collected yet?)", evdir)
+	}
+	unlock, err := lockStore(evdir, true)
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	data, err := os.ReadFile(filepath.Join(evdir, ManifestName))
+	if errors.Is(err, fs.ErrNotExist) {
+		data = nil
+	} else if err != nil {
+		return err
+	}
+	sig, err := os.ReadFile(filepath.Join(evdir, SigName))
+	if errors.Is(err, fs.ErrNotExist) {
+		sig = nil
+	} else if err != nil {
+		return err
+	}
+	return fn(data, sig)
 }
 
 // checkManifest walks the manifest lines, checking the chain and each
@@ -241,20 +280,14 @@ func KeyFingerprint(pub ed25519.PublicKey) string {
 	return "sha256:" + hex.EncodeToString(sum[:16])
 }
 
-func checkSignature(r *Report, evdir string, manifest []byte, pub ed25519.PublicKey) {
-	raw, err := os.ReadFile(filepath.Join(evdir, SigName))
-	if errors.Is(err, fs.ErrNotExist) {
+func checkSignature(r *Report, raw, manifest []byte, pub ed25519.PublicKey) {
+	if raw == nil {
 		if pub != nil {
 			r.Signature = "missing"
 			r.add(SigName, "missing: the manifest is not signed (irctl evidence sign --key FILE)")
 		} else {
 			r.Signature = "none"
 		}
-		return
-	}
-	if err != nil {
-		r.Signature = "unreadable"
-		r.add(SigName, "cannot read: %v", err)
 		return
 	}
 	if pub == nil {
@@ -331,6 +364,14 @@ func parseSignature(raw []byte) (*signature, error) {
 // as they are now, replacing an earlier signature.
 func Sign(dir string, key ed25519.PrivateKey) (*SignInfo, error) {
 	evdir := Dir(dir)
+	if _, err := os.Stat(evdir); err != nil {
+		return nil, fmt.Errorf("no evidence manifest at %s: nothing to sign", evdir)
+	}
+	unlock, err := lockStore(evdir, false)
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
 	manifest, err := os.ReadFile(filepath.Join(evdir, ManifestName))
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, fmt.Errorf("no evidence manifest at %s: nothing to sign", evdir)
@@ -338,6 +379,12 @@ func Sign(dir string, key ed25519.PrivateKey) (*SignInfo, error) {
 	if err != nil {
 		return nil, err
 	}
+	return signManifest(evdir, manifest, key)
+}
+
+// signManifest writes manifest.sig over manifest, the manifest's bytes as
+// read under the store lock.
+func signManifest(evdir string, manifest []byte, key ed25519.PrivateKey) (*SignInfo, error) {
 	if len(manifest) == 0 || manifest[len(manifest)-1] != '\n' {
 		return nil, errors.New("the manifest is empty or ends with an incomplete line: run irctl evidence verify")
 	}
