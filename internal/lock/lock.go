@@ -2,6 +2,12 @@
 // once: a coordination.k8s.io Lease in the cluster and a PostgreSQL
 // advisory lock, each taken only when the phase uses that server. The
 // second runner is refused, told who holds the lock.
+//
+// The Lease lives in one namespace for everybody (DefaultNamespace unless
+// configured), never in the namespace of each operator's kubeconfig
+// context, which would let two responders hold "the" lock at once. A
+// holder that loses its Lease (deleted, taken over, or not renewed in
+// time) is told through Lost and must stop.
 package lock
 
 import (
@@ -16,9 +22,6 @@ import (
 
 	"github.com/jackc/pgx/v5/pgxpool"
 	coordinationv1 "k8s.io/api/coordination/v1"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/utils/ptr"
 
 	"irctl.dev/irctl/internal/exitcode"
 	"irctl.dev/irctl/internal/kube"
@@ -48,6 +51,10 @@ type Lock struct {
 	release []func()
 	stop    chan struct{}
 	wg      sync.WaitGroup
+
+	lost     chan struct{} // closed when the lock is lost
+	lostOnce sync.Once
+	lostErr  error
 }
 
 // Release gives up everything the lock holds. It is safe to call twice.
@@ -68,14 +75,23 @@ type Options struct {
 	Incident  string
 	Holder    string // operator identity plus pid, shown to the second runner
 	Kube      *kube.Clients
-	Namespace string // where the Lease lives
+	Namespace string // where the Lease lives; DefaultNamespace when empty
 	DB        *pgxpool.Pool
+	// LeaseDuration is how long the Lease stays valid unrenewed; the
+	// holder renews it every third of that. Zero means LeaseDuration.
+	LeaseDuration time.Duration
 }
 
 // Acquire takes the Lease (when Kube is set) and the advisory lock (when
 // DB is set). On failure nothing stays held.
 func Acquire(ctx context.Context, o Options) (*Lock, error) {
-	l := &Lock{stop: make(chan struct{})}
+	if o.Namespace == "" {
+		o.Namespace = DefaultNamespace
+	}
+	if o.LeaseDuration <= 0 {
+		o.LeaseDuration = LeaseDuration
+	}
+	l := &Lock{stop: make(chan struct{}), lost: make(chan struct{})}
 	if o.Kube != nil {
 		if err := l.lease(ctx, o); err != nil {
 			l.Release()
@@ -93,89 +109,6 @@ func Acquire(ctx context.Context, o Options) (*Lock, error) {
 
 // LeaseName is the name of the incident's Lease.
 func LeaseName(incident string) string { return "irctl-" + strings.ToLower(incident) }
-
-func (l *Lock) lease(ctx context.Context, o Options) error {
-	leases := o.Kube.Core.CoordinationV1().Leases(o.Namespace)
-	name := LeaseName(o.Incident)
-	where := fmt.Sprintf("Lease %s/%s", o.Namespace, name)
-	now := metav1.NewMicroTime(time.Now())
-	spec := coordinationv1.LeaseSpec{
-		HolderIdentity:       ptr.To(o.Holder),
-		LeaseDurationSeconds: ptr.To(int32(LeaseDuration / time.Second)),
-		AcquireTime:          &now,
-		RenewTime:            &now,
-	}
-	if err := leasePreflight(ctx, o); err != nil {
-		return err
-	}
-	created, err := leases.Create(ctx, &coordinationv1.Lease{
-		ObjectMeta: metav1.ObjectMeta{Name: name, Labels: map[string]string{"app.kubernetes.io/managed-by": "irctl"}},
-		Spec:       spec,
-	}, metav1.CreateOptions{FieldManager: kube.FieldManager})
-	if apierrors.IsAlreadyExists(err) {
-		cur, gerr := leases.Get(ctx, name, metav1.GetOptions{})
-		if apierrors.IsForbidden(gerr) {
-			return forbidden(o.Namespace, "get")
-		}
-		if gerr != nil {
-			return fmt.Errorf("responder lock (%s): %s", where, kube.Short(gerr))
-		}
-		if !expired(cur) {
-			h := &Held{Where: where, Holder: ptr.Deref(cur.Spec.HolderIdentity, "unknown")}
-			if cur.Spec.AcquireTime != nil {
-				h.Since = cur.Spec.AcquireTime.Time
-			}
-			return h
-		}
-		// Expired: take it over. The update carries the resourceVersion we
-		// read, so two runners racing for a stale lease cannot both win.
-		cur.Spec = spec
-		created, err = leases.Update(ctx, cur, metav1.UpdateOptions{FieldManager: kube.FieldManager})
-		if apierrors.IsConflict(err) {
-			return &Held{Where: where, Holder: "another runner that just took over an expired lease"}
-		}
-		if apierrors.IsForbidden(err) {
-			return forbidden(o.Namespace, "update")
-		}
-	}
-	if apierrors.IsForbidden(err) {
-		return forbidden(o.Namespace, "create")
-	}
-	if err != nil {
-		return fmt.Errorf("responder lock (%s): %s", where, kube.Short(err))
-	}
-	held := created
-	var mu sync.Mutex
-	l.wg.Add(1)
-	go func() {
-		defer l.wg.Done()
-		t := time.NewTicker(LeaseDuration / 3)
-		defer t.Stop()
-		for {
-			select {
-			case <-l.stop:
-				return
-			case <-t.C:
-				mu.Lock()
-				renewed := held.DeepCopy()
-				renewed.Spec.RenewTime = ptr.To(metav1.NewMicroTime(time.Now()))
-				if upd, err := leases.Update(context.Background(), renewed, metav1.UpdateOptions{FieldManager: kube.FieldManager}); err == nil {
-					held = upd
-				}
-				mu.Unlock()
-			}
-		}
-	}()
-	l.release = append(l.release, func() {
-		mu.Lock()
-		defer mu.Unlock()
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		// Delete only the lease we hold, never one somebody took over.
-		_ = leases.Delete(ctx, name, metav1.DeleteOptions{Preconditions: &metav1.Preconditions{UID: &held.UID, ResourceVersion: &held.ResourceVersion}})
-	})
-	return nil
-}
 
 // leaseVerbs are what holding the Lease takes: create it, read and take
 // over an expired one, renew it, and delete it when done.
