@@ -36,6 +36,7 @@ type factory struct {
 	kubeFlags *kube.ConfigFlags
 
 	databaseURL, runbookPath, incidentID, stateDir string
+	lockNamespace                                  string
 	dryRun, output, logLevel, logFormat            string
 	set                                            []string
 	yes                                            bool
@@ -72,6 +73,12 @@ func (f *factory) complete(cmd *cobra.Command) error {
 	}
 	if f.stateDir == "" {
 		f.stateDir = "incidents"
+	}
+	if f.lockNamespace == "" {
+		f.lockNamespace = os.Getenv(lock.NamespaceEnv)
+	}
+	if f.lockNamespace == "" {
+		f.lockNamespace = lock.DefaultNamespace
 	}
 	if f.output != "text" && f.output != "json" {
 		return usage("--output=%s: want text or json", f.output)
@@ -218,24 +225,28 @@ func (f *factory) openIncident() (*incident.Incident, error) {
 	return inc, nil
 }
 
+// lockLeaseDuration is the Lease's duration (0: lock.LeaseDuration); tests
+// shorten it to see a lost lock noticed within seconds.
+var lockLeaseDuration time.Duration
+
 // lockIncident takes the responder lock for a run that may change things:
-// a Lease when the steps use Kubernetes, an advisory lock when they use
-// PostgreSQL. Dry runs change nothing and take no lock.
+// a Lease (in --lock-namespace, the same for every responder) when the
+// steps use Kubernetes, an advisory lock when they use PostgreSQL. Dry
+// runs change nothing and take no lock, so they neither wait for a real
+// run nor disturb its lock; they say so. The caller stops the run when
+// the lock is lost (lk.Context) and exits with lk.Err().
 func (f *factory) lockIncident(ctx context.Context, uses map[string]bool) (*lock.Lock, error) {
 	if f.dryRun != string(action.DryRunNone) {
+		fmt.Fprintf(f.io.ErrOut, "note: --dry-run=%s takes no responder lock: it changes nothing, so it neither waits for nor disturbs a real run\n", f.dryRun)
 		return nil, nil
 	}
-	o := lock.Options{Incident: f.incidentID, Holder: fmt.Sprintf("%s (pid %d)", incident.Operator(), os.Getpid())}
+	o := lock.Options{Incident: f.incidentID, Holder: fmt.Sprintf("%s (pid %d)", incident.Operator(), os.Getpid()), LeaseDuration: lockLeaseDuration}
 	if uses[runbook.UsesKubernetes] {
 		c, err := f.kubeClients()
 		if err != nil {
 			return nil, err
 		}
-		ns, _, err := f.kubeFlags.ToRawKubeConfigLoader().Namespace()
-		if err != nil {
-			return nil, err
-		}
-		o.Kube, o.Namespace = c, ns
+		o.Kube, o.Namespace = c, f.lockNamespace
 	}
 	if uses[runbook.UsesPostgres] {
 		p, err := f.database(ctx)

@@ -16,7 +16,6 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
-	"k8s.io/client-go/tools/clientcmd"
 	"k8s.io/utils/ptr"
 
 	"irctl.dev/irctl/internal/engine"
@@ -76,8 +75,8 @@ func newHarness(t *testing.T, pods int) *harness {
 
 // guardLease keeps responder-lock Leases from leaking between tests.
 // Every test declares its incident in a state directory of its own, so
-// they all get the same ID (SEC-<today>-001) and, through the sandbox's
-// kubeconfig, the same Lease in its namespace. irctl deletes its Lease on
+// they all get the same ID (SEC-<today>-001) and so the same Lease in the
+// lock's namespace. irctl deletes its Lease on
 // the way out, interrupted or not; but an irctl killed outright (a
 // terminal test that fails kills its process in cleanup) leaves it for
 // lock.LeaseDuration, and every later test would be refused with exit 5.
@@ -86,17 +85,7 @@ func newHarness(t *testing.T, pods int) *harness {
 // fails it.
 func (h *harness) guardLease() {
 	h.t.Helper()
-	kc, err := clientcmd.LoadFromFile(h.sb.KubeconfigPath)
-	if err != nil {
-		h.t.Fatal(err)
-	}
-	ns := ""
-	if c := kc.Contexts[kc.CurrentContext]; c != nil {
-		ns = c.Namespace
-	}
-	if ns == "" {
-		ns = metav1.NamespaceDefault
-	}
+	ns := lock.DefaultNamespace
 	leases := h.cs.CoordinationV1().Leases(ns)
 	name := lock.LeaseName(h.incident)
 	remove := func() (bool, error) {
@@ -238,7 +227,7 @@ func equalMaps(a, b map[string]string) bool {
 func TestALeaseLeftByAKilledRunDoesNotBlockTheNextTest(t *testing.T) {
 	first := newHarness(t, 0)
 	now := metav1.NewMicroTime(time.Now())
-	_, err := first.cs.CoordinationV1().Leases(sandbox.DemoNamespace).Create(context.Background(), &coordinationv1.Lease{
+	_, err := first.cs.CoordinationV1().Leases(lock.DefaultNamespace).Create(context.Background(), &coordinationv1.Lease{
 		ObjectMeta: metav1.ObjectMeta{Name: lock.LeaseName(first.incident)},
 		Spec: coordinationv1.LeaseSpec{
 			HolderIdentity: ptr.To("killed@test (pid 1)"), LeaseDurationSeconds: ptr.To(int32(lock.LeaseDuration / time.Second)),

@@ -17,7 +17,6 @@ import (
 
 	"irctl.dev/irctl/internal/incident"
 	"irctl.dev/irctl/internal/lock"
-	"irctl.dev/irctl/internal/sandbox"
 )
 
 // Ctrl-C stops the step in flight through its context: the slow statement
@@ -73,7 +72,7 @@ phases:
 		time.Sleep(50 * time.Millisecond)
 	}
 	lease := func() error {
-		_, err := h.cs.CoordinationV1().Leases(sandbox.DemoNamespace).Get(context.Background(), lock.LeaseName(h.incident), metav1.GetOptions{})
+		_, err := h.cs.CoordinationV1().Leases(lock.DefaultNamespace).Get(context.Background(), lock.LeaseName(h.incident), metav1.GetOptions{})
 		return err
 	}
 	if err := lease(); err != nil {

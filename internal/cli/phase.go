@@ -58,7 +58,7 @@ func newRunCmd(f *factory) *cobra.Command {
 
 // runPhases loads the runbook and incident, then runs each phase. With
 // skipEmpty, phases the runbook has no steps for are skipped with a note.
-func runPhases(ctx context.Context, f *factory, phases []string, skipEmpty bool) error {
+func runPhases(ctx context.Context, f *factory, phases []string, skipEmpty bool) (err error) {
 	rb, err := f.loadRunbook(f.runbookPath)
 	if err != nil {
 		return err
@@ -80,6 +80,14 @@ func runPhases(ctx context.Context, f *factory, phases []string, skipEmpty bool)
 		return err
 	}
 	defer lk.Release()
+	// Losing the lock stops the run like an interrupt, and is its exit.
+	ctx, stopWatch := lk.Context(ctx)
+	defer stopWatch()
+	defer func() {
+		if lost := lk.Err(); lost != nil {
+			err = lost
+		}
+	}()
 	out := f.io.Out
 	if f.output == "json" {
 		out = io.Discard

@@ -74,8 +74,8 @@ func (h *harness) newResponder() *responder {
 	}
 
 	// A kubeconfig like the one a responder would have: their own
-	// credentials, the incident's namespace as the default (where the
-	// responder lock's Lease goes).
+	// credentials, the incident's namespace as the default (which the
+	// responder lock's Lease does not follow).
 	kc := clientcmdapi.NewConfig()
 	kc.Clusters["sandbox"] = &clientcmdapi.Cluster{Server: cfg.Host, CertificateAuthorityData: cfg.CAData}
 	kc.AuthInfos[r.user] = &clientcmdapi.AuthInfo{ClientCertificateData: cfg.CertData, ClientKeyData: cfg.KeyData, Token: cfg.BearerToken}
@@ -147,7 +147,7 @@ func (h *harness) phasePermissions(file string, set map[string]string, phase str
 	if err != nil {
 		h.t.Fatal(err)
 	}
-	perms := []kube.Permission{{Verb: "create", Group: coordinationv1.GroupName, Resource: "leases", Namespace: h.ns}}
+	perms := []kube.Permission{{Verb: "create", Group: coordinationv1.GroupName, Resource: "leases", Namespace: lock.DefaultNamespace}}
 	for _, s := range rb.Phases[phase] {
 		a, _ := reg.Get(s.Action)
 		if pa, ok := a.(action.Permissioned); ok {
@@ -227,11 +227,11 @@ func TestWithoutLeasePermissionsTheRunIsRefusedBeforeAnything(t *testing.T) {
 	if len(rest) == len(r.rules) {
 		t.Fatalf("%s grants no leases", responderRoleFile)
 	}
-	r.grant(rest, kube.Permission{Verb: "create", Group: coordinationv1.GroupName, Resource: "leases", Namespace: h.ns}, false)
+	r.grant(rest, kube.Permission{Verb: "create", Group: coordinationv1.GroupName, Resource: "leases", Namespace: lock.DefaultNamespace}, false)
 	before := h.podVersions()
 
 	res := r.run("contain", "--yes")
-	want := "irctl: responder lock: not allowed to create, get, update, delete leases.coordination.k8s.io in namespace " + h.ns +
+	want := "irctl: responder lock: not allowed to create, get, update, delete leases.coordination.k8s.io in namespace " + lock.DefaultNamespace +
 		"; nothing was changed (see runbooks/rbac/irctl-responder.yaml)"
 	if res.code != exitcode.Precondition || strings.TrimSpace(res.stderr) != want {
 		t.Errorf("exit %d, want %d\ngot  %q\nwant %q", res.code, exitcode.Precondition, strings.TrimSpace(res.stderr), want)
@@ -242,8 +242,8 @@ func TestWithoutLeasePermissionsTheRunIsRefusedBeforeAnything(t *testing.T) {
 	if recs := h.journal(); len(recs) != 0 {
 		t.Errorf("a refused run journaled %d records", len(recs))
 	}
-	if _, err := h.cs.CoordinationV1().Leases(h.ns).Get(t.Context(), lock.LeaseName(h.incident), metav1.GetOptions{}); !apierrors.IsNotFound(err) {
-		t.Errorf("want no Lease in %s, got %v", h.ns, err)
+	if _, err := h.cs.CoordinationV1().Leases(lock.DefaultNamespace).Get(t.Context(), lock.LeaseName(h.incident), metav1.GetOptions{}); !apierrors.IsNotFound(err) {
+		t.Errorf("want no Lease in %s, got %v", lock.DefaultNamespace, err)
 	}
 }
 

@@ -25,6 +25,7 @@ import (
 	"irctl.dev/irctl/internal/action/builtin"
 	"irctl.dev/irctl/internal/action/kubeaction"
 	"irctl.dev/irctl/internal/kube"
+	"irctl.dev/irctl/internal/lock"
 	"irctl.dev/irctl/internal/runbook"
 )
 
@@ -78,8 +79,9 @@ var irctlPermissions = []struct {
 	why  string
 }{
 	// internal/lock: create the incident's Lease, get it when it exists
-	// (to name the holder or take over an expired one), update it (take
-	// over, renew) and delete it on release.
+	// (to name the holder or take over an expired one, or to see who took
+	// it over), update it (take over, renew) and delete it on release, in
+	// the lock's namespace (lock.DefaultNamespace unless configured).
 	{kube.Permission{Verb: "create", Group: coordinationv1.GroupName, Resource: "leases"}, "the responder lock (internal/lock)"},
 	{kube.Permission{Verb: "get", Group: coordinationv1.GroupName, Resource: "leases"}, "the responder lock (internal/lock)"},
 	{kube.Permission{Verb: "update", Group: coordinationv1.GroupName, Resource: "leases"}, "the responder lock (internal/lock)"},
@@ -452,5 +454,19 @@ func TestShippedRoleIsEnoughForClusterCompromisePreserve(t *testing.T) {
 	copies, err := h.cs.CoreV1().Pods(h.ns).List(t.Context(), metav1.ListOptions{LabelSelector: kubeaction.LabelForensicCopyOf})
 	if err != nil || len(copies.Items) != 2 {
 		t.Errorf("want 2 forensic copies: %v %v", err, copies)
+	}
+}
+
+// The role's Lease rule says where the Lease lives: the comment must name
+// the namespace, flag and variable the lock really uses.
+func TestShippedRoleNamesTheLockNamespace(t *testing.T) {
+	data, err := os.ReadFile(responderRoleFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{`namespace "` + lock.DefaultNamespace + `"`, "--lock-namespace", lock.NamespaceEnv} {
+		if !strings.Contains(string(data), want) {
+			t.Errorf("%s does not say %q about the responder lock's Lease", responderRoleFile, want)
+		}
 	}
 }

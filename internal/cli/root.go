@@ -18,6 +18,7 @@ import (
 	"irctl.dev/irctl/internal/action"
 	"irctl.dev/irctl/internal/exitcode"
 	"irctl.dev/irctl/internal/kube"
+	"irctl.dev/irctl/internal/lock"
 )
 
 // version is set at build time with -ldflags "-X irctl.dev/irctl/internal/cli.version=...".
@@ -125,6 +126,7 @@ and outcome is recorded in the incident's journal. Rehearse with
 	pf.StringArrayVar(&f.set, "set", nil, "runbook param as key=value (repeatable; lists are comma-separated)")
 	pf.StringVar(&f.incidentID, "incident", "", "incident ID, e.g. SEC-20261122-001 (env IRCTL_INCIDENT)")
 	pf.StringVar(&f.stateDir, "state-dir", "", "directory holding incidents (env IRCTL_STATE_DIR; default ./incidents)")
+	pf.StringVar(&f.lockNamespace, "lock-namespace", "", "namespace of the responder lock's Lease, the same for every responder (env "+lock.NamespaceEnv+"; default "+lock.DefaultNamespace+")")
 	pf.StringVar(&f.dryRun, "dry-run", "none", "none: act; client: plan only, no server writes; server: send every write as a server dry run / rolled-back transaction")
 	pf.Lookup("dry-run").NoOptDefVal = "client"
 	pf.BoolVarP(&f.yes, "yes", "y", false, "apply destructive steps without asking (required without a terminal)")

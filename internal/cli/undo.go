@@ -33,7 +33,7 @@ restored or removed, nodes are uncordoned. Changes that cannot be reversed
 	}
 }
 
-func undoPhase(ctx context.Context, f *factory, phase string) error {
+func undoPhase(ctx context.Context, f *factory, phase string) (err error) {
 	inc, err := f.openIncident()
 	if err != nil {
 		return err
@@ -67,6 +67,13 @@ func undoPhase(ctx context.Context, f *factory, phase string) error {
 		return err
 	}
 	defer lk.Release()
+	ctx, stopWatch := lk.Context(ctx)
+	defer stopWatch()
+	defer func() {
+		if lost := lk.Err(); lost != nil {
+			err = lost
+		}
+	}()
 	w := f.io.Out
 	p := prompt.New(f.io.In, f.io.ErrOut)
 	mode := ""
