@@ -36,21 +36,34 @@ const (
 	Burst = 1000
 )
 
+// RequestTimeout bounds each API request unless --request-timeout says
+// otherwise; streaming calls do not get it (see Clients.Stream).
+const RequestTimeout = 60 * time.Second
+
+// requestTimeout is RequestTimeout; tests shorten it.
+var requestTimeout = RequestTimeout
+
 // Clients bundles the clients an action may need.
 type Clients struct {
 	Config  *rest.Config
 	Core    kubernetes.Interface
 	Dynamic dynamic.Interface
+	// Stream is Core without the default RequestTimeout, for calls whose
+	// response is a stream that may rightly last longer (container logs):
+	// the step's context bounds them. An explicit --request-timeout
+	// applies to it too, as kubectl applies it to logs.
+	Stream kubernetes.Interface
 }
 
 // NewClients builds clients from cfg with irctl's rate limits and user agent.
 func NewClients(cfg *rest.Config, userAgent string) (*Clients, error) {
 	cfg = rest.CopyConfig(cfg)
 	cfg.QPS, cfg.Burst = QPS, Burst
-	if cfg.Timeout == 0 {
-		cfg.Timeout = 60 * time.Second
-	}
 	cfg.UserAgent = userAgent
+	streamCfg := rest.CopyConfig(cfg)
+	if cfg.Timeout == 0 {
+		cfg.Timeout = requestTimeout
+	}
 	// Built-in types travel as protobuf: the API server encodes, and irctl
 	// decodes, a pod list or a patched pod several times faster than as
 	// JSON, which is most of the cost of quarantining thousands of pods.
@@ -66,7 +79,11 @@ func NewClients(cfg *rest.Config, userAgent string) (*Clients, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Clients{Config: cfg, Core: core, Dynamic: dyn}, nil
+	stream, err := kubernetes.NewForConfig(streamCfg)
+	if err != nil {
+		return nil, err
+	}
+	return &Clients{Config: cfg, Core: core, Dynamic: dyn, Stream: stream}, nil
 }
 
 // Ping checks that the API server answers, with a short timeout, and turns

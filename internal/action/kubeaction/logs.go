@@ -221,7 +221,7 @@ func (Logs) Apply(ctx context.Context, env *action.Env, p runbook.Params, plan *
 
 // saveLog streams one container instance's log into the evidence store.
 func saveLog(ctx context.Context, c *kube.Clients, store *evidence.Store, t logTarget, opts *corev1.PodLogOptions) (evidence.Entry, error) {
-	rc, err := c.Core.CoreV1().Pods(t.Pod.Namespace).GetLogs(t.Pod.Name, opts).Stream(ctx)
+	rc, err := c.Stream.CoreV1().Pods(t.Pod.Namespace).GetLogs(t.Pod.Name, opts).Stream(ctx)
 	if err != nil {
 		return evidence.Entry{}, err
 	}

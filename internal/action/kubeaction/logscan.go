@@ -214,7 +214,7 @@ func (s LogScan) Apply(ctx context.Context, env *action.Env, p runbook.Params, p
 		t := targets[i]
 		opts := logOptions(t, p.Duration("since"), limit)
 		opts.Timestamps = false // the line as the application wrote it: its last number is its own
-		rc, err := c.Core.CoreV1().Pods(t.Pod.Namespace).GetLogs(t.Pod.Name, opts).Stream(ctx)
+		rc, err := c.Stream.CoreV1().Pods(t.Pod.Namespace).GetLogs(t.Pod.Name, opts).Stream(ctx)
 		if err == nil {
 			var n ScanCount
 			prefix := t.Pod.Name + "/" + t.Container + "\t"
