@@ -6,6 +6,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
@@ -173,5 +175,36 @@ func TestMissingLockNamespaceIsAPrecondition(t *testing.T) {
 	_, err := Acquire(t.Context(), Options{Incident: inc, Holder: "alice", Kube: c, Namespace: "no-such-ns-" + randHex(3)})
 	if exitcode.Code(err) != exitcode.Precondition || !strings.Contains(err.Error(), "--lock-namespace") {
 		t.Fatalf("exit %d: %v", exitcode.Code(err), err)
+	}
+}
+
+// The advisory lock lives with its session: a session that ends (here an
+// admin's pg_terminate_backend; a dropped connection is the same) loses
+// the lock, and the holder is told.
+func TestEndedSessionLosesTheAdvisoryLock(t *testing.T) {
+	sb := sandboxtest.Get(t)
+	ctx := t.Context()
+	pool, err := pgxpool.New(ctx, sb.DatabaseURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pool.Close()
+	holder := "alice (pid " + randHex(3) + ")"
+	l, err := Acquire(ctx, Options{Incident: "SEC-20260101-" + randHex(2)[:3], Holder: holder, DB: pool, LeaseDuration: shortLease})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Release()
+	admin, err := pgx.Connect(ctx, sb.AdminDatabaseURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer admin.Close(ctx)
+	var n int
+	if err := admin.QueryRow(ctx, "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE application_name = $1", "irctl "+holder).Scan(&n); err != nil || n != 1 {
+		t.Fatalf("terminated %d sessions: %v", n, err)
+	}
+	if err := waitLost(t, l); !IsLost(err) || exitcode.Code(err) != exitcode.Precondition || !strings.Contains(err.Error(), "PostgreSQL advisory lock") {
+		t.Fatalf("want the advisory lock lost, got %v", err)
 	}
 }

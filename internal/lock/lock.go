@@ -187,6 +187,36 @@ func (l *Lock) advisory(ctx context.Context, o Options) error {
 		}
 		return &Held{Where: "PostgreSQL advisory lock", Holder: strings.TrimPrefix(holder, "irctl "), Since: since}
 	}
+	// The lock is lost with its session (a dropped connection, an admin's
+	// pg_terminate_backend): check that it is still held as often as the
+	// Lease is renewed. Release stops this before it unlocks.
+	l.wg.Add(1)
+	go func() {
+		defer l.wg.Done()
+		interval := o.LeaseDuration / 3
+		t := time.NewTicker(interval)
+		defer t.Stop()
+		for {
+			select {
+			case <-l.stop:
+				return
+			case <-t.C:
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), interval)
+			var held bool
+			err := conn.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND granted
+				AND pid = pg_backend_pid() AND ((classid::bigint << 32) | objid::bigint) = $1)`, key).Scan(&held)
+			cancel()
+			if err != nil || !held {
+				why := "the session holding it no longer holds it"
+				if err != nil {
+					why = "the session holding it is gone or not answering: " + oneLine(err.Error())
+				}
+				l.lose(&LostError{Where: "PostgreSQL advisory lock", Why: why})
+				return
+			}
+		}
+	}()
 	l.release = append(l.release, func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
@@ -199,6 +229,8 @@ func (l *Lock) advisory(ctx context.Context, o Options) error {
 	})
 	return nil
 }
+
+func oneLine(s string) string { return strings.Join(strings.Fields(s), " ") }
 
 // IsHeld reports whether err says the lock is held by someone else.
 func IsHeld(err error) bool {
