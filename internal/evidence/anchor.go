@@ -68,11 +68,28 @@ func checkAnchors(r *Report, incidentDir string, manifest []byte) {
 	}
 	anchored := 0
 	bad := false
+	// unanchored names lines a..b (1-based) that no anchor was written for.
+	unanchored := func(a, b int) {
+		names := make([]string, 0, b-a+1)
+		for i := a; i <= b && i <= len(lines); i++ {
+			names = append(names, entryName(lines[i-1], i))
+		}
+		if len(names) == 0 {
+			return
+		}
+		r.add(names[0], "manifest line(s) %s (%s) are not anchored in the journal: added outside irctl, or irctl stopped between the commit and its anchor", seqRange(a, b), strings.Join(names, ", "))
+		bad = true
+	}
 	for _, rec := range recs {
 		if rec.Kind != incident.KindEvidence {
 			continue
 		}
 		n := rec.EvidenceItems
+		// Commits are anchored one by one, in manifest order: a later
+		// anchor does not vouch for lines that got none of their own.
+		if n > anchored+1 {
+			unanchored(anchored+1, n-1)
+		}
 		item := rec.EvidenceItem
 		if item == "" {
 			item = fmt.Sprintf("manifest line %d", n)
@@ -91,12 +108,7 @@ func checkAnchors(r *Report, incidentDir string, manifest []byte) {
 		anchored = max(anchored, n)
 	}
 	if anchored < len(lines) {
-		names := make([]string, 0, len(lines)-anchored)
-		for i := anchored; i < len(lines); i++ {
-			names = append(names, entryName(lines[i], i+1))
-		}
-		r.add(names[0], "manifest line(s) %s (%s) are not anchored in the journal: added outside irctl, or irctl stopped between the commit and its anchor", seqRange(anchored+1, len(lines)), strings.Join(names, ", "))
-		bad = true
+		unanchored(anchored+1, len(lines))
 	}
 	switch {
 	case bad:

@@ -86,6 +86,26 @@ func TestVerifyCatchesTailTamperingThroughTheJournalAnchor(t *testing.T) {
 		os.WriteFile(manifest(dir), append(append(raw, line...), '\n'), 0o600)
 		wantProblem(t, mustVerify(t, dir, nil), "planted.txt", "not anchored in the journal")
 	})
+	t.Run("a line appended outside irctl, then a commit", func(t *testing.T) {
+		dir := collect(t)
+		raw, _ := os.ReadFile(manifest(dir))
+		lines := splitLines(raw)
+		planted := []byte("planted\n")
+		os.WriteFile(filepath.Join(Dir(dir), "planted.txt"), planted, 0o600)
+		sum := sha256.Sum256(planted)
+		line, _ := json.Marshal(Entry{Seq: 4, Name: "planted.txt", SHA256: hex.EncodeToString(sum[:]), Size: int64(len(planted)), Prev: lineHash(lines[2])})
+		os.WriteFile(manifest(dir), append(append(raw, line...), '\n'), 0o600)
+		s, err := Open(dir, testMeta)
+		if err != nil {
+			t.Fatal(err)
+		}
+		put(t, s, "later.txt", "later\n")
+		r := mustVerify(t, dir, nil)
+		wantProblem(t, r, "planted.txt", "manifest line(s) 4 (planted.txt) are not anchored")
+		if len(r.Problems) != 1 {
+			t.Errorf("want only the planted line, got %v", r.Problems)
+		}
+	})
 	t.Run("anchors removed from the journal", func(t *testing.T) {
 		dir := collect(t)
 		os.WriteFile(incident.JournalFile(dir), nil, 0o600)

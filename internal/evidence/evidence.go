@@ -8,7 +8,8 @@
 // to a temporary file, fsync'd, then hard-linked into place, which fails
 // rather than overwrites (O_EXCL semantics); a name already taken gets a
 // numeric suffix. Only then is its manifest line appended and fsync'd, so a
-// crash leaves at worst an unlisted file, which verify reports.
+// crash leaves at worst an unlisted file, which verify reports; then the
+// manifest's new head is anchored in the incident journal (anchor.go).
 package evidence
 
 import (
