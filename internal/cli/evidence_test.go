@@ -331,3 +331,27 @@ phases:
 		t.Errorf("shipped runbook: %s", r.stdout)
 	}
 }
+
+// With IRCTL_EVIDENCE_KEY set, every commit re-signs the manifest: the
+// signature covers the newest item without an `evidence sign`.
+func TestSigningKeySignsEvidenceAsItIsCollected(t *testing.T) {
+	h := newHarness(t, 1)
+	keys := t.TempDir()
+	key, pub := filepath.Join(keys, "ev.key"), filepath.Join(keys, "ev.pub")
+	if r := h.run("evidence", "keygen", "--key", key); r.code != 0 {
+		t.Fatalf("keygen: %+v", r)
+	}
+	t.Setenv(signingKeyEnv, key)
+	if r := h.run("assess", "--set", "suspicious_ips=198.51.100.23"); r.code != 0 {
+		t.Fatalf("assess: exit %d\n%s\n%s", r.code, r.stdout, r.stderr)
+	}
+	r := h.run("evidence", "verify", "--public-key", pub)
+	if r.code != 0 || !strings.Contains(r.stdout, "journal anchor matches") || !strings.Contains(r.stdout, "signature valid (") {
+		t.Fatalf("verify: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	t.Setenv(signingKeyEnv, filepath.Join(keys, "missing.key"))
+	r = h.run("assess", "--set", "suspicious_ips=198.51.100.23")
+	if r.code == 0 || !strings.Contains(r.stdout+r.stderr, signingKeyEnv) {
+		t.Errorf("an unreadable signing key should fail the evidence steps naming %s: exit %d\n%s%s", signingKeyEnv, r.code, r.stdout, r.stderr)
+	}
+}
