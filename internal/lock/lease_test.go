@@ -2,6 +2,7 @@ package lock
 
 import (
 	"context"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -20,6 +21,15 @@ import (
 
 // shortLease is the Lease duration of these tests: renewed every second.
 const shortLease = 3 * time.Second
+
+// slow skips a test that waits for Lease renewals in -short (unit) runs;
+// under CI=true it always runs.
+func slow(t *testing.T) {
+	t.Helper()
+	if testing.Short() && os.Getenv("CI") != "true" {
+		t.Skip("integration: waits for Lease renewals (seconds); run without -short")
+	}
+}
 
 // leaseEnv is an admin client and irctl clients on the sandbox, and an
 // incident ID of the test's own.
@@ -53,6 +63,7 @@ func waitLost(t *testing.T, l *Lock) error {
 // whatever their kubeconfig says, so the second is refused; a holder
 // that renews keeps the Lease past its duration.
 func TestLeaseLivesInOneNamespaceAndIsRenewed(t *testing.T) {
+	slow(t)
 	admin, c, inc := leaseEnv(t)
 	ctx := t.Context()
 	first, err := Acquire(ctx, Options{Incident: inc, Holder: "alice (pid 1)", Kube: c, LeaseDuration: shortLease})
@@ -82,6 +93,7 @@ func TestLeaseLivesInOneNamespaceAndIsRenewed(t *testing.T) {
 // A Lease deleted under the holder cancels the run's context with the
 // loss as its cause (exit 5).
 func TestDeletedLeaseCancelsTheRun(t *testing.T) {
+	slow(t)
 	admin, c, inc := leaseEnv(t)
 	l, err := Acquire(t.Context(), Options{Incident: inc, Holder: "alice (pid 1)", Kube: c, LeaseDuration: shortLease})
 	if err != nil {
@@ -110,6 +122,7 @@ func TestDeletedLeaseCancelsTheRun(t *testing.T) {
 // Another holder taking the Lease over is a loss naming the new holder;
 // the loser's release leaves the new holder's Lease alone.
 func TestLeaseTakenOverIsLost(t *testing.T) {
+	slow(t)
 	admin, c, inc := leaseEnv(t)
 	l, err := Acquire(t.Context(), Options{Incident: inc, Holder: "alice (pid 1)", Kube: c, LeaseDuration: shortLease})
 	if err != nil {
@@ -137,7 +150,8 @@ func TestLeaseTakenOverIsLost(t *testing.T) {
 
 // A holder that cannot renew (here: its permission to update Leases is
 // withdrawn) gives up before the Lease could expire for others.
-func TestUnrenewableLeaseIsLostBeforeItExpires(t *testing.T) {
+func TestUnrenewableLeaseIsLost(t *testing.T) {
+	slow(t)
 	sb := sandboxtest.Get(t)
 	admin, err := kubernetes.NewForConfig(sb.RESTConfig)
 	if err != nil {
@@ -182,6 +196,7 @@ func TestMissingLockNamespaceIsAPrecondition(t *testing.T) {
 // admin's pg_terminate_backend; a dropped connection is the same) loses
 // the lock, and the holder is told.
 func TestEndedSessionLosesTheAdvisoryLock(t *testing.T) {
+	slow(t)
 	sb := sandboxtest.Get(t)
 	ctx := t.Context()
 	pool, err := pgxpool.New(ctx, sb.DatabaseURL)
