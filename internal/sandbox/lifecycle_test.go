@@ -142,11 +142,13 @@ func TestUpDown(t *testing.T) {
 	}
 	env := checkStateDir(t, dir)
 	kubeAddr, pgAddr := checkServers(t, env)
+	procs := sandboxProcesses(t, dir)
 
 	if err := sandbox.Down(dir, 60*time.Second); err != nil {
 		t.Fatalf("Down: %v", err)
 	}
-	for _, name := range []string{"kubeconfig", "env", "ready", "serve.pid"} {
+	checkGone(t, procs)
+	for _, name := range []string{"kubeconfig", "env", "ready", "serve.pid", "servers.json"} {
 		if _, err := os.Stat(filepath.Join(dir, name)); !errors.Is(err, fs.ErrNotExist) {
 			t.Errorf("%s left behind after Down: %v", name, err)
 		}
