@@ -81,11 +81,11 @@ func (e Exec) Apply(ctx context.Context, env *action.Env, p runbook.Params, plan
 // run executes the statement and the guard in one transaction, committing
 // only when commit is true and the guard holds.
 func (Exec) run(ctx context.Context, env *action.Env, p runbook.Params, commit bool) (int64, error) {
-	args, err := BindArgs(p["args"])
+	args, err := BindArgs(p.Any("args"))
 	if err != nil {
 		return 0, fmt.Errorf("args: %w", err)
 	}
-	gargs, err := BindArgs(p["guard_args"])
+	gargs, err := BindArgs(p.Any("guard_args"))
 	if err != nil {
 		return 0, fmt.Errorf("guard_args: %w", err)
 	}
