@@ -13,7 +13,6 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/rs/zerolog"
 	"github.com/spf13/cobra"
-	"golang.org/x/term"
 
 	irctl "irctl.dev/irctl"
 	"irctl.dev/irctl/internal/action"
@@ -23,6 +22,8 @@ import (
 	"irctl.dev/irctl/internal/incident"
 	"irctl.dev/irctl/internal/kube"
 	"irctl.dev/irctl/internal/lock"
+	"irctl.dev/irctl/internal/progress"
+	"irctl.dev/irctl/internal/prompt"
 	"irctl.dev/irctl/internal/runbook"
 )
 
@@ -36,9 +37,16 @@ type factory struct {
 	kubeFlags *kube.ConfigFlags
 
 	databaseURL, runbookPath, incidentID, stateDir string
-	dryRun, output, logLevel, logFormat            string
+	logLevel, logFormat                            string
 	set                                            []string
 	yes                                            bool
+	// Parsed once, when the flags are set.
+	dryRun action.DryRun
+	output outputFormat
+
+	// prompter asks before destructive steps; nil means prompt.New on the
+	// process's streams. Tests set it to answer for the operator.
+	prompter prompt.Prompter
 
 	started  bool
 	log      zerolog.Logger
@@ -56,7 +64,7 @@ type factory struct {
 }
 
 func newFactory(io IOStreams) *factory {
-	return &factory{io: io, log: zerolog.Nop(), registry: builtin.Registry()}
+	return &factory{io: io, log: zerolog.Nop(), registry: builtin.Registry(), dryRun: action.DryRunNone, output: outputText}
 }
 
 // complete validates global flags and applies environment defaults.
@@ -73,12 +81,6 @@ func (f *factory) complete(cmd *cobra.Command) error {
 	if f.stateDir == "" {
 		f.stateDir = "incidents"
 	}
-	if f.output != "text" && f.output != "json" {
-		return usage("--output=%s: want text or json", f.output)
-	}
-	if _, err := parseDryRun(f.dryRun); err != nil {
-		return err
-	}
 	lvl, err := zerolog.ParseLevel(f.logLevel)
 	if err != nil || f.logLevel == "" {
 		return usage("--log-level=%s: want debug, info, warn or error", f.logLevel)
@@ -87,11 +89,7 @@ func (f *factory) complete(cmd *cobra.Command) error {
 	switch f.logFormat {
 	case "json":
 	case "console":
-		color := false
-		if fd, ok := f.io.ErrOut.(*os.File); ok {
-			color = term.IsTerminal(int(fd.Fd()))
-		}
-		w = zerolog.ConsoleWriter{Out: f.io.ErrOut, NoColor: !color, TimeFormat: time.RFC3339}
+		w = zerolog.ConsoleWriter{Out: f.io.ErrOut, NoColor: !progress.Color(f.io.ErrOut), TimeFormat: time.RFC3339}
 	default:
 		return usage("--log-format=%s: want console or json", f.logFormat)
 	}
@@ -144,15 +142,22 @@ func (f *factory) database(ctx context.Context) (*pgxpool.Pool, error) {
 	return p, nil
 }
 
-func (f *factory) env() (*action.Env, error) {
-	dr, err := parseDryRun(f.dryRun)
-	if err != nil {
-		return nil, err
+// prompt returns the prompter destructive steps ask through.
+func (f *factory) prompt() prompt.Prompter {
+	if f.prompter == nil {
+		f.prompter = prompt.New(f.io.In, f.io.ErrOut)
 	}
+	return f.prompter
+}
+
+// jsonOutput reports -o json.
+func (f *factory) jsonOutput() bool { return f.output == outputJSON }
+
+func (f *factory) env() (*action.Env, error) {
 	return &action.Env{
 		Kube:     f.kubeClients,
 		DB:       f.database,
-		DryRun:   dr,
+		DryRun:   f.dryRun,
 		Log:      f.log,
 		Now:      time.Now,
 		Incident: f.incidentID,
@@ -222,7 +227,7 @@ func (f *factory) openIncident() (*incident.Incident, error) {
 // a Lease when the steps use Kubernetes, an advisory lock when they use
 // PostgreSQL. Dry runs change nothing and take no lock.
 func (f *factory) lockIncident(ctx context.Context, uses map[string]bool) (*lock.Lock, error) {
-	if f.dryRun != string(action.DryRunNone) {
+	if f.dryRun != action.DryRunNone {
 		return nil, nil
 	}
 	o := lock.Options{Incident: f.incidentID, Holder: fmt.Sprintf("%s (pid %d)", incident.Operator(), os.Getpid())}

@@ -22,6 +22,7 @@ import (
 	"irctl.dev/irctl/internal/engine"
 	"irctl.dev/irctl/internal/incident"
 	"irctl.dev/irctl/internal/lock"
+	"irctl.dev/irctl/internal/runbook"
 	"irctl.dev/irctl/internal/sandbox"
 	"irctl.dev/irctl/internal/sandbox/sandboxtest"
 )
@@ -140,7 +141,10 @@ func (h *harness) runIn(ctx context.Context, stdin string, args ...string) resul
 	// The test's own args come last so that they override these.
 	full := []string{
 		"--kubeconfig", h.sb.KubeconfigPath, "--database-url", h.sb.DatabaseURL,
-		"--state-dir", h.stateDir, "--set", "namespace=" + h.ns,
+		"--state-dir", h.stateDir,
+	}
+	if len(args) > 0 && takesRunbook(args[0]) {
+		full = append(full, "--set", "namespace="+h.ns)
 	}
 	if h.incident != "" {
 		full = append(full, "--incident", h.incident)
@@ -149,6 +153,12 @@ func (h *harness) runIn(ctx context.Context, stdin string, args ...string) resul
 	var out, errb bytes.Buffer
 	code := Run(ctx, full, IOStreams{In: strings.NewReader(stdin), Out: &out, ErrOut: &errb})
 	return result{code: code, stdout: out.String(), stderr: errb.String()}
+}
+
+// takesRunbook reports whether command cmd loads a runbook (and so
+// takes --set).
+func takesRunbook(cmd string) bool {
+	return runbook.IsPhase(cmd) || cmd == "run" || cmd == "plan" || cmd == "resume"
 }
 
 // podState maps pod name to resourceVersion and quarantine label.

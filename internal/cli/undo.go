@@ -15,7 +15,7 @@ import (
 )
 
 func newUndoCmd(f *factory) *cobra.Command {
-	return &cobra.Command{
+	cmd := &cobra.Command{
 		Use:   "undo PHASE",
 		Short: "Reverse what a phase changed, from the journal",
 		Long: `Reverses, newest first, every change the journal records for PHASE that has
@@ -31,6 +31,10 @@ restored or removed, nodes are uncordoned. Changes that cannot be reversed
 			return undoPhase(cmd.Context(), f, args[0])
 		},
 	}
+	// undo reads the journal, not a runbook, but takes the same dry-run
+	// and consent flags as the commands that run steps.
+	addRunFlags(f, cmd)
+	return cmd
 }
 
 func undoPhase(ctx context.Context, f *factory, phase string) error {
@@ -68,7 +72,7 @@ func undoPhase(ctx context.Context, f *factory, phase string) error {
 	}
 	defer lk.Release()
 	w := f.io.Out
-	p := prompt.New(f.io.In, f.io.ErrOut)
+	p := f.prompt()
 	mode := ""
 	if env.DryRun != action.DryRunNone {
 		mode = fmt.Sprintf(" (%s dry run)", env.DryRun)

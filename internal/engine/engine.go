@@ -18,6 +18,7 @@ import (
 	"irctl.dev/irctl/internal/exitcode"
 	"irctl.dev/irctl/internal/incident"
 	"irctl.dev/irctl/internal/kube"
+	"irctl.dev/irctl/internal/progress"
 	"irctl.dev/irctl/internal/prompt"
 	"irctl.dev/irctl/internal/runbook"
 )
@@ -33,6 +34,22 @@ type Engine struct {
 	Yes      bool
 	Operator string
 	Out      io.Writer // human-readable progress (stdout in text mode, discarded in json mode)
+	// Bars, when set, gives each applying step a progress line (on a
+	// terminal's stderr; the CLI leaves it nil otherwise).
+	Bars func(label string) *progress.Bar
+}
+
+// applyEnv is the environment a step applies in: e.Env with a progress
+// counter drawn by a bar of its own, when there are bars. done clears it.
+func (e *Engine) applyEnv(s runbook.Step) (env *action.Env, done func()) {
+	if e.Bars == nil {
+		return e.Env, func() {}
+	}
+	bar := e.Bars("  " + s.Name)
+	env = new(action.Env)
+	*env = *e.Env
+	env.Progress = bar.Counter()
+	return env, bar.Close
 }
 
 // StepReport is the outcome of one step, for -o json and tests.
@@ -296,7 +313,9 @@ func (e *Engine) runStep(ctx context.Context, s runbook.Step) (StepReport, error
 		return sr, err
 	}
 	start := time.Now()
-	res, err := a.Apply(ctx, e.Env, s.Params, plan)
+	env, doneProgress := e.applyEnv(s)
+	res, err := a.Apply(ctx, env, s.Params, plan)
+	doneProgress()
 	if err != nil {
 		return fail(incident.KindOutcome, err)
 	}
