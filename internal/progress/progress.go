@@ -39,6 +39,15 @@ func (c *Counter) Start(total int64, unit string) {
 	c.notify()
 }
 
+// Grow adds n units to the total, for work discovered as it goes.
+func (c *Counter) Grow(n int64) {
+	if c == nil {
+		return
+	}
+	c.total.Add(n)
+	c.notify()
+}
+
 // Add counts n more units done; safe from many goroutines.
 func (c *Counter) Add(n int64) {
 	if c == nil {

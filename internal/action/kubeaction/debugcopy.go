@@ -300,12 +300,14 @@ func (d DebugCopy) Apply(ctx context.Context, env *action.Env, p runbook.Params,
 	var mu sync.Mutex
 	var created []copiedPodID
 	var failed []action.Failure
+	env.Progress.Start(int64(len(plans)), "copies")
 	action.ForEach(ctx, Workers, len(plans), func(i int) {
 		pl := plans[i]
 		got, err := c.Core.CoreV1().Pods(ns).Create(ctx, pl.Copy, metav1.CreateOptions{FieldManager: kube.FieldManager, DryRun: kube.DryRunOpt(dry)})
 		if err == nil && !dry {
 			err = recordCopy(store, c, &pl.Original, got)
 		}
+		env.Progress.Add(1)
 		mu.Lock()
 		defer mu.Unlock()
 		if err != nil {

@@ -425,6 +425,8 @@ func (d Drain) Apply(ctx context.Context, env *action.Env, p runbook.Params, pla
 	timeout := p.Duration("timeout")
 	var cordoned, evicted []string
 	var failed []action.Failure
+	// The pods to evict are listed node by node, so the total grows.
+	env.Progress.Start(0, "pods evicted")
 	for _, name := range plan.State.([]string) {
 		changed, err := setUnschedulable(ctx, c, name, true, dry)
 		if err != nil {
@@ -474,8 +476,10 @@ func (d Drain) evictFrom(ctx context.Context, env *action.Env, c *kube.Clients, 
 	var evicted []string
 	started := make([]bool, len(pods))
 	var failed []action.Failure
+	env.Progress.Grow(int64(len(pods)))
 	action.ForEach(ctx, Workers, len(pods), func(i int) {
 		err := h.DeleteOrEvictPods(pods[i : i+1])
+		env.Progress.Add(1)
 		mu.Lock()
 		defer mu.Unlock()
 		started[i] = true

@@ -258,9 +258,11 @@ func (s Snapshot) Apply(ctx context.Context, env *action.Env, p runbook.Params, 
 	var failed []action.Failure
 	var done []string
 	created := 0
+	env.Progress.Start(int64(len(targets)), "snapshots ready")
 	action.ForEach(ctx, Workers, len(targets), func(i int) {
 		t := targets[i]
 		what, made, err := s.one(ctx, env, c, sc, store, p, t, className, dry)
+		env.Progress.Add(1)
 		mu.Lock()
 		defer mu.Unlock()
 		if made {

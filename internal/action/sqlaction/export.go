@@ -18,6 +18,7 @@ import (
 	"irctl.dev/irctl/internal/action"
 	"irctl.dev/irctl/internal/db"
 	"irctl.dev/irctl/internal/evidence"
+	"irctl.dev/irctl/internal/progress"
 	"irctl.dev/irctl/internal/runbook"
 )
 
@@ -236,6 +237,10 @@ func (x Export) Apply(ctx context.Context, env *action.Env, p runbook.Params, pl
 	if err != nil {
 		return nil, fmt.Errorf("evidence: %w", err)
 	}
+	planned, _ := plan.State.(*exportSQL)
+	if planned != nil {
+		env.Progress.Start(planned.Rows, "rows") // the estimate, on a real run
+	}
 	res, err := ExportCSV(ctx, pool, store, p, env)
 	if err != nil {
 		return nil, err
@@ -283,9 +288,16 @@ func ExportCSV(ctx context.Context, pool *pgxpool.Pool, store *evidence.Store, p
 		aw := newAsyncWriter(w)
 		nw := NewCSVNeutraliser(aw)
 		start := time.Now()
-		tag, err := tx.Conn().PgConn().CopyTo(ctx, nw, s.Copy)
+		var to io.Writer = nw
+		if env.Progress != nil {
+			to = &rowProgress{nw: nw, c: env.Progress, last: 1} // record 1 is the header
+		}
+		tag, err := tx.Conn().PgConn().CopyTo(ctx, to, s.Copy)
 		if err == nil {
 			err = nw.Close()
+		}
+		if rp, ok := to.(*rowProgress); ok {
+			rp.c.Add(nw.Records() - rp.last)
 		}
 		if werr := aw.Close(); err == nil {
 			err = werr
@@ -320,6 +332,25 @@ func ExportCSV(ctx context.Context, pool *pgxpool.Pool, store *evidence.Store, p
 		return nil, fmt.Errorf("sql.export: %s", db.Describe(err))
 	}
 	return out, nil
+}
+
+// rowProgress counts the CSV records written into the step's progress,
+// every progressEvery rows: COPY writes one row at a time.
+type rowProgress struct {
+	nw   *CSVNeutraliser
+	c    *progress.Counter
+	last int64
+}
+
+const progressEvery = 1024
+
+func (r *rowProgress) Write(b []byte) (int, error) {
+	n, err := r.nw.Write(b)
+	if got := r.nw.Records(); got-r.last >= progressEvery {
+		r.c.Add(got - r.last)
+		r.last = got
+	}
+	return n, err
 }
 
 // asyncWriter hands what is written to it to a goroutine that writes it
