@@ -18,7 +18,6 @@ import (
 	"irctl.dev/irctl/internal/action"
 	"irctl.dev/irctl/internal/db"
 	"irctl.dev/irctl/internal/evidence"
-	"irctl.dev/irctl/internal/progress"
 	"irctl.dev/irctl/internal/runbook"
 )
 
@@ -332,25 +331,6 @@ func ExportCSV(ctx context.Context, pool *pgxpool.Pool, store *evidence.Store, p
 		return nil, fmt.Errorf("sql.export: %s", db.Describe(err))
 	}
 	return out, nil
-}
-
-// rowProgress counts the CSV records written into the step's progress,
-// every progressEvery rows: COPY writes one row at a time.
-type rowProgress struct {
-	nw   *CSVNeutraliser
-	c    *progress.Counter
-	last int64
-}
-
-const progressEvery = 1024
-
-func (r *rowProgress) Write(b []byte) (int, error) {
-	n, err := r.nw.Write(b)
-	if got := r.nw.Records(); got-r.last >= progressEvery {
-		r.c.Add(got - r.last)
-		r.last = got
-	}
-	return n, err
 }
 
 // asyncWriter hands what is written to it to a goroutine that writes it
