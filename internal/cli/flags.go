@@ -49,12 +49,18 @@ func parseDryRun(s string) (action.DryRun, error) {
 	return "", fmt.Errorf("--dry-run=%s: want none, client or server", s)
 }
 
-// addRunFlags gives a command that runs steps (a phase, run, undo, resume)
-// the flags only such commands use: the runbook and its params, dry run and
-// consent. Other commands do not offer them, so `irctl version --help`
-// does not suggest a --dry-run it would ignore.
+// addRunFlags gives a command that runs a runbook's steps (a phase, run,
+// resume) the flags only such commands use: the runbook and its params,
+// dry run and consent. Other commands do not offer them, so `irctl version
+// --help` does not suggest a --dry-run it would ignore.
 func addRunFlags(f *factory, cmd *cobra.Command) {
 	addRunbookFlags(f, cmd)
+	addConsentFlags(f, cmd)
+}
+
+// addConsentFlags gives a command that changes things (undo, besides the
+// runners) --dry-run and --yes.
+func addConsentFlags(f *factory, cmd *cobra.Command) {
 	fl := cmd.Flags()
 	fl.Var(dryRunFlag{&f.dryRun}, "dry-run", "none: act; client: plan only, no server writes; server: send every write as a server dry run / rolled-back transaction")
 	fl.Lookup("dry-run").NoOptDefVal = string(action.DryRunClient)

@@ -15,7 +15,7 @@ import (
 // neither offers nor accepts them.
 func TestRunFlagsOnlyOnCommandsThatRun(t *testing.T) {
 	runFlags := []string{"--dry-run", "--yes", "--set", "--runbook"}
-	for _, args := range [][]string{{"contain"}, {"validate"}, {"run"}, {"undo"}} {
+	for _, args := range [][]string{{"contain"}, {"validate"}, {"run"}} {
 		r := runOffline(append(args, "--help")...)
 		for _, fl := range runFlags {
 			if !strings.Contains(r.stdout, fl) {
@@ -31,6 +31,9 @@ func TestRunFlagsOnlyOnCommandsThatRun(t *testing.T) {
 				t.Errorf("irctl %v --help offers %s", args, fl)
 			}
 		}
+	}
+	if r := runOffline("undo", "--help"); !strings.Contains(r.stdout, "--dry-run") || !strings.Contains(r.stdout, "--yes") || strings.Contains(r.stdout, "--runbook") {
+		t.Errorf("undo --help: want --dry-run and --yes, no --runbook:\n%s", r.stdout)
 	}
 	for _, args := range [][]string{{"runbook", "show"}, {"runbook", "validate"}} {
 		r := runOffline(append(args, "--help")...)

@@ -31,9 +31,8 @@ restored or removed, nodes are uncordoned. Changes that cannot be reversed
 			return undoPhase(cmd.Context(), f, args[0])
 		},
 	}
-	// undo reads the journal, not a runbook, but takes the same dry-run
-	// and consent flags as the commands that run steps.
-	addRunFlags(f, cmd)
+	// undo reads the journal, not a runbook: no -f or --set.
+	addConsentFlags(f, cmd)
 	return cmd
 }
 
