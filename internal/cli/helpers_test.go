@@ -143,7 +143,7 @@ func (h *harness) runIn(ctx context.Context, stdin string, args ...string) resul
 		"--kubeconfig", h.sb.KubeconfigPath, "--database-url", h.sb.DatabaseURL,
 		"--state-dir", h.stateDir,
 	}
-	if len(args) > 0 && takesRunbook(args[0]) {
+	if takesRunbook(args) {
 		full = append(full, "--set", "namespace="+h.ns)
 	}
 	if h.incident != "" {
@@ -155,10 +155,19 @@ func (h *harness) runIn(ctx context.Context, stdin string, args ...string) resul
 	return result{code: code, stdout: out.String(), stderr: errb.String()}
 }
 
-// takesRunbook reports whether command cmd loads a runbook (and so
-// takes --set).
-func takesRunbook(cmd string) bool {
-	return runbook.IsPhase(cmd) || cmd == "run" || cmd == "plan" || cmd == "resume"
+// takesRunbook reports whether the command args run (the first command
+// name in them: flags may come first) loads a runbook, and so takes --set.
+func takesRunbook(args []string) bool {
+	commands := map[string]bool{}
+	for _, c := range newRootCmd(newFactory(IOStreams{})).Commands() {
+		commands[c.Name()] = true
+	}
+	for _, a := range args {
+		if commands[a] {
+			return runbook.IsPhase(a) || a == "run" || a == "plan" || a == "resume"
+		}
+	}
+	return false
 }
 
 // podState maps pod name to resourceVersion and quarantine label.
