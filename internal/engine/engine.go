@@ -39,19 +39,6 @@ type Engine struct {
 	Bars func(label string) *progress.Bar
 }
 
-// applyEnv is the environment a step applies in: e.Env with a progress
-// counter drawn by a bar of its own, when there are bars. done clears it.
-func (e *Engine) applyEnv(s runbook.Step) (env *action.Env, done func()) {
-	if e.Bars == nil {
-		return e.Env, func() {}
-	}
-	bar := e.Bars("  " + s.Name)
-	env = new(action.Env)
-	*env = *e.Env
-	env.Progress = bar.Counter()
-	return env, bar.Close
-}
-
 // StepReport is the outcome of one step, for -o json and tests.
 type StepReport struct {
 	Phase  string         `json:"phase"`
