@@ -45,7 +45,7 @@ func (Query) Spec() runbook.Spec {
 			{Name: "keep_rows", Type: runbook.Int, Default: int64(DefaultKeepRows), Description: "rows kept for display and -o json; the evidence has them all"},
 			{Name: "timeout", Type: runbook.Duration, Default: 5 * time.Minute, Description: "statement timeout"},
 			{Name: "only_if", Type: runbook.Any, Description: "run only when this value (e.g. a list param) is non-empty; otherwise the step is a no-op"},
-			{Name: "skip_message", Type: runbook.String, Description: "what an empty only_if means, for the plan"},
+			{Name: "skip_message", Type: runbook.String, Default: "only_if is empty", Description: "what an empty only_if means, for the plan"},
 		},
 		Validate: func(p runbook.Params) error {
 			switch p.String("format") {
@@ -64,11 +64,7 @@ func (Query) Spec() runbook.Spec {
 func (q Query) Plan(ctx context.Context, env *action.Env, p runbook.Params) (*action.Plan, error) {
 	what := describeQuery(p)
 	if p.Has("only_if") && isEmpty(p.Any("only_if")) {
-		msg := p.String("skip_message")
-		if msg == "" {
-			msg = "only_if is empty"
-		}
-		return &action.Plan{Summary: fmt.Sprintf("%s: skipped: %s", what, msg), Noop: true}, nil
+		return &action.Plan{Summary: fmt.Sprintf("%s: skipped: %s", what, p.String("skip_message")), Noop: true}, nil
 	}
 	args, err := bindQueryArgs(p.Any("args"))
 	if err != nil {
