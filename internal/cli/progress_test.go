@@ -26,8 +26,19 @@ func TestProgressDrawnOnATerminalOnly(t *testing.T) {
 		}
 	}
 
-	// Not a terminal (the harness's stderr is a buffer): nothing drawn.
+	// -o json on a terminal: the output is for programs, nothing drawn.
+	t.Setenv("NO_COLOR", "")
 	h := newHarness(t, 40)
+	term := h.startOnPTY("contain", "--yes", "-o", "json")
+	if code := term.wait(); code != 0 {
+		t.Fatalf("contain -o json: exit %d\n%s", code, term.screen())
+	}
+	if screen := term.screen(); strings.Contains(screen, "pods labelled") || strings.Contains(screen, "\x1b[36m") {
+		t.Errorf("progress drawn with -o json:\n%q", screen)
+	}
+
+	// Not a terminal (the harness's stderr is a buffer): nothing drawn.
+	h = newHarness(t, 40)
 	r := h.run("contain", "--yes")
 	if r.code != 0 {
 		t.Fatalf("contain: %+v", r)
