@@ -52,6 +52,10 @@ type ParamDef struct {
 	Description string
 	// Secret values are replaced by a fingerprint in the journal and output.
 	Secret bool
+	// SQL marks a param whose text PostgreSQL parses as a statement: the
+	// loader refuses templates in it, so values reach SQL only as bound
+	// args.
+	SQL bool
 }
 
 // Spec is what the loader needs to know about an action.

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"net/netip"
 	"strings"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 
@@ -27,17 +28,22 @@ func (Exec) Spec() runbook.Spec {
 		Destructive: true,
 		Uses:        []string{runbook.UsesPostgres},
 		Params: []runbook.ParamDef{
-			{Name: "sql", Type: runbook.String, Required: true, Description: "the statement, with $1, $2... placeholders"},
+			{Name: "sql", Type: runbook.String, Required: true, SQL: true, Description: "the statement, with $1, $2... placeholders (no templates: bind values with args)"},
 			{Name: "args", Type: runbook.Any, Description: "values bound to $1, $2...: runbook params keep their types (ints, strings, cidrs, ips)"},
 			{Name: "summary", Type: runbook.String, Description: "what the write does, for plans and the journal"},
-			{Name: "guard", Type: runbook.String, Description: "a query returning one boolean, run in the same transaction after the write; false aborts and rolls back"},
+			{Name: "guard", Type: runbook.String, SQL: true, Description: "a query returning one boolean, run in the same transaction after the write; false aborts and rolls back"},
 			{Name: "guard_args", Type: runbook.Any, Description: "values bound to the guard's placeholders"},
 			{Name: "guard_message", Type: runbook.String, Description: "what a false guard means, for the error"},
 			{Name: "max_rows", Type: runbook.Int, Description: "refuse (roll back) when more rows than this would change"},
 			{Name: "irreversible", Type: runbook.String, Description: "why irctl undo cannot reverse this write"},
+			{Name: "timeout", Type: runbook.Duration, Description: "statement timeout, enforced by the server (default 5m, or the step's deadline when sooner)"},
 		},
 	}
 }
+
+// DefaultExecTimeout bounds a write's statements when the step sets no
+// timeout.
+const DefaultExecTimeout = 5 * time.Minute
 
 type execState struct{ rows int64 }
 
@@ -94,7 +100,7 @@ func (Exec) run(ctx context.Context, env *action.Env, p runbook.Params, commit b
 		return 0, err
 	}
 	var rows int64
-	err = db.InTx(ctx, pool, commit, func(tx pgx.Tx) error {
+	err = db.InTx(ctx, pool, commit, timeoutOf(p, DefaultExecTimeout), func(tx pgx.Tx) error {
 		tag, err := tx.Exec(ctx, p.String("sql"), args...)
 		if err != nil {
 			return fmt.Errorf("sql: %s", db.Describe(err))

@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"io"
 	"reflect"
-	"strconv"
 	"strings"
 	"time"
 
@@ -37,7 +36,7 @@ func (Query) Spec() runbook.Spec {
 		Description: "Run a parameterised query in a READ ONLY transaction; show the rows and save them all as evidence (JSON lines or CSV) with the SQL, params and row count.",
 		Uses:        []string{runbook.UsesPostgres},
 		Params: []runbook.ParamDef{
-			{Name: "sql", Type: runbook.String, Required: true, Description: "the query, with $1, $2... placeholders"},
+			{Name: "sql", Type: runbook.String, Required: true, SQL: true, Description: "the query, with $1, $2... placeholders (no templates: bind values with args)"},
 			{Name: "args", Type: runbook.Any, Description: "values bound to $1, $2...: runbook params keep their types (ints, strings, cidrs, ips, durations)"},
 			{Name: "summary", Type: runbook.String, Description: "what the query finds, for plans and the journal"},
 			{Name: "name", Type: runbook.String, Description: "evidence file name without extension (default: from summary)"},
@@ -268,7 +267,8 @@ type TxBeginner interface {
 }
 
 // readOnlyTx runs fn in a READ ONLY transaction at the given isolation,
-// with times rendered in UTC and a statement timeout (0: none). It always
+// with times rendered in UTC and a statement timeout (0: none; sooner when
+// ctx's deadline is). It always
 // rolls back: there is nothing to commit.
 func readOnlyTx(ctx context.Context, b TxBeginner, iso pgx.TxIsoLevel, timeout time.Duration, fn func(pgx.Tx) error) error {
 	tx, err := b.BeginTx(ctx, pgx.TxOptions{IsoLevel: iso, AccessMode: pgx.ReadOnly})
@@ -280,7 +280,7 @@ func readOnlyTx(ctx context.Context, b TxBeginner, iso pgx.TxIsoLevel, timeout t
 	if _, err := tx.Exec(ctx, "SET LOCAL TimeZone = 'UTC'"); err != nil {
 		return err
 	}
-	if _, err := tx.Exec(ctx, "SET LOCAL statement_timeout = "+strconv.FormatInt(timeout.Milliseconds(), 10)); err != nil {
+	if err := db.SetStatementTimeout(ctx, tx, timeout); err != nil {
 		return err
 	}
 	return fn(tx)
