@@ -24,7 +24,7 @@ type Exec struct{}
 func (Exec) Spec() runbook.Spec {
 	return runbook.Spec{
 		Name:        "sql.exec",
-		Description: "Run a parameterised SQL write in a transaction, planned by a rolled-back run that reports the row count; an optional guard query must return true before COMMIT.",
+		Description: "Run a parameterised SQL write in a transaction, planned by a rolled-back run that reports the row count (under --dry-run=client the write never runs: count_sql counts instead); an optional guard query must return true before COMMIT.",
 		Destructive: true,
 		Uses:        []string{runbook.UsesPostgres},
 		Params: []runbook.ParamDef{
@@ -36,6 +36,7 @@ func (Exec) Spec() runbook.Spec {
 			{Name: "guard_message", Type: runbook.String, Description: "what a false guard means, for the error"},
 			{Name: "max_rows", Type: runbook.Int, Description: "refuse (roll back) when more rows than this would change"},
 			{Name: "irreversible", Type: runbook.String, Description: "why irctl undo cannot reverse this write"},
+			{Name: "count_sql", Type: runbook.String, SQL: true, Description: "a read-only SELECT returning the number of rows the write would change, bound to args like sql; --dry-run=client runs it instead of the write"},
 			{Name: "timeout", Type: runbook.Duration, Description: "statement timeout, enforced by the server (default 5m, or the step's deadline when sooner)"},
 		},
 	}
@@ -48,6 +49,9 @@ const DefaultExecTimeout = 5 * time.Minute
 type execState struct{ rows int64 }
 
 func (e Exec) Plan(ctx context.Context, env *action.Env, p runbook.Params) (*action.Plan, error) {
+	if env.DryRun == action.DryRunClient {
+		return e.clientPlan(ctx, env, p)
+	}
 	rows, err := e.run(ctx, env, p, false)
 	if err != nil {
 		return nil, err
@@ -100,7 +104,13 @@ func (Exec) run(ctx context.Context, env *action.Env, p runbook.Params, commit b
 		return 0, err
 	}
 	var rows int64
+	secret := bindsSecret(env.Secrets, args, gargs)
 	err = db.InTx(ctx, pool, commit, timeoutOf(p, DefaultExecTimeout), func(tx pgx.Tx) error {
+		if secret {
+			if err := db.HideSecretParams(ctx, tx, true); err != nil {
+				return err
+			}
+		}
 		tag, err := tx.Exec(ctx, p.String("sql"), args...)
 		if err != nil {
 			return fmt.Errorf("sql: %s", db.Describe(err))
@@ -160,6 +170,36 @@ func BindArgs(v any) ([]any, error) {
 		}
 	}
 	return out, nil
+}
+
+// bindsSecret reports whether any bound value holds a runbook secret, so
+// the server must not log the parameters.
+func bindsSecret(secrets []string, lists ...[]any) bool {
+	has := func(s string) bool {
+		for _, sec := range secrets {
+			if sec != "" && strings.Contains(s, sec) {
+				return true
+			}
+		}
+		return false
+	}
+	for _, l := range lists {
+		for _, a := range l {
+			switch x := a.(type) {
+			case string:
+				if has(x) {
+					return true
+				}
+			case []string:
+				for _, e := range x {
+					if has(e) {
+						return true
+					}
+				}
+			}
+		}
+	}
+	return false
 }
 
 func oneLine(s string) string {

@@ -132,7 +132,13 @@ func (q Query) Apply(ctx context.Context, env *action.Env, p runbook.Params, pla
 	enc := newRowEncoder(w, p.String("format"))
 	table := &action.Table{}
 	var n int64
+	secret := bindsSecret(env.Secrets, args)
 	err = readOnlyTx(ctx, pool, pgx.ReadCommitted, timeoutOf(p, 5*time.Minute), func(tx pgx.Tx) error {
+		if secret {
+			if err := db.HideSecretParams(ctx, tx, false); err != nil {
+				return err
+			}
+		}
 		rows, err := tx.Query(ctx, p.String("sql"), append([]any{pgx.QueryResultFormats{pgx.TextFormatCode}}, args...)...)
 		if err != nil {
 			return err
