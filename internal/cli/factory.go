@@ -10,6 +10,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/rs/zerolog"
 	"github.com/spf13/cobra"
@@ -23,6 +24,7 @@ import (
 	"irctl.dev/irctl/internal/incident"
 	"irctl.dev/irctl/internal/kube"
 	"irctl.dev/irctl/internal/lock"
+	"irctl.dev/irctl/internal/redact"
 	"irctl.dev/irctl/internal/runbook"
 )
 
@@ -51,12 +53,17 @@ type factory struct {
 	dbMu sync.Mutex
 	pool *pgxpool.Pool
 
+	// secrets are every secret value known so far (runbook secret params,
+	// the database password, the kubeconfig's token or password): output,
+	// logs and the journal are redacted with them.
+	secrets *redact.Set
+
 	runbookHash string         // of the runbook last loaded, for evidence
 	evidence    evidenceOpener // the incident's evidence store, opened lazily (evidence.go)
 }
 
 func newFactory(io IOStreams) *factory {
-	return &factory{io: io, log: zerolog.Nop(), registry: builtin.Registry()}
+	return &factory{io: io, log: zerolog.Nop(), registry: builtin.Registry(), secrets: redact.New()}
 }
 
 // complete validates global flags and applies environment defaults.
@@ -83,7 +90,8 @@ func (f *factory) complete(cmd *cobra.Command) error {
 	if err != nil || f.logLevel == "" {
 		return usage("--log-level=%s: want debug, info, warn or error", f.logLevel)
 	}
-	var w = f.io.ErrOut
+	f.collectConnectionSecrets()
+	var w = f.secrets.Writer(f.io.ErrOut)
 	switch f.logFormat {
 	case "json":
 	case "console":
@@ -91,7 +99,7 @@ func (f *factory) complete(cmd *cobra.Command) error {
 		if fd, ok := f.io.ErrOut.(*os.File); ok {
 			color = term.IsTerminal(int(fd.Fd()))
 		}
-		w = zerolog.ConsoleWriter{Out: f.io.ErrOut, NoColor: !color, TimeFormat: time.RFC3339}
+		w = zerolog.ConsoleWriter{Out: w, NoColor: !color, TimeFormat: time.RFC3339}
 	default:
 		return usage("--log-format=%s: want console or json", f.logFormat)
 	}
@@ -157,6 +165,13 @@ func (f *factory) env() (*action.Env, error) {
 		Now:      time.Now,
 		Incident: f.incidentID,
 		Evidence: f.evidenceStore,
+		FingerprintKey: func() ([]byte, error) {
+			inc, err := f.openIncident()
+			if err != nil {
+				return nil, err
+			}
+			return redact.LoadKey(inc.Dir())
+		},
 	}, nil
 }
 
@@ -203,6 +218,7 @@ func (f *factory) loadRunbook(name string) (*runbook.Runbook, error) {
 		return rb, exitcode.Wrap(exitcode.Usage, err)
 	}
 	f.runbookHash = rb.Hash
+	f.secrets.Add(rb.Secrets...)
 	return rb, nil
 }
 
@@ -264,4 +280,26 @@ func (f *factory) usesOf(rb *runbook.Runbook, phases []string) map[string]bool {
 		}
 	}
 	return uses
+}
+
+// collectConnectionSecrets adds the database password (from the URL or
+// $PGPASSWORD) and the kubeconfig's credentials to the secrets, so that no
+// error or log line quoting them is shown in clear. Unreadable settings
+// are left to fail later, where they are used.
+func (f *factory) collectConnectionSecrets() {
+	f.secrets.Add(os.Getenv("PGPASSWORD"))
+	if cfg, err := pgconn.ParseConfig(f.databaseURL); err == nil {
+		f.secrets.Add(cfg.Password)
+	}
+	if f.kubeFlags == nil {
+		return
+	}
+	if cfg, err := f.kubeFlags.ToRESTConfig(); err == nil {
+		f.secrets.Add(cfg.BearerToken, cfg.Password)
+		if cfg.BearerTokenFile != "" {
+			if b, err := os.ReadFile(cfg.BearerTokenFile); err == nil {
+				f.secrets.Add(strings.TrimSpace(string(b)))
+			}
+		}
+	}
 }

@@ -80,11 +80,11 @@ func runPhases(ctx context.Context, f *factory, phases []string, skipEmpty bool)
 		return err
 	}
 	defer lk.Release()
-	out := f.io.Out
+	out := f.secrets.Writer(f.io.Out)
 	if f.output == "json" {
 		out = io.Discard
 	}
-	env.Secrets = rb.Secrets
+	env.Secrets = f.secrets.Secrets()
 	eng := &engine.Engine{
 		Registry: f.registry, Env: env, Runbook: rb, Incident: inc, Journal: j,
 		Prompter: prompt.New(f.io.In, f.io.ErrOut), Yes: f.yes, Operator: incident.Operator(), Out: out,
@@ -107,7 +107,7 @@ func runPhases(ctx context.Context, f *factory, phases []string, skipEmpty bool)
 		fmt.Fprintln(out)
 	}
 	if f.output == "json" {
-		enc := json.NewEncoder(f.io.Out)
+		enc := json.NewEncoder(f.secrets.Writer(f.io.Out))
 		enc.SetIndent("", "  ")
 		if err := enc.Encode(reports); err != nil {
 			return err

@@ -210,9 +210,7 @@ func Load(file string, data []byte, o Options) (*Runbook, error) {
 	}
 	for _, p := range rb.Params {
 		if p.Secret {
-			if s, ok := rb.Values[p.Name].(string); ok && s != "" {
-				rb.Secrets = append(rb.Secrets, s)
-			}
+			rb.Secrets = append(rb.Secrets, secretStrings(rb.Values[p.Name])...)
 		}
 	}
 	data2 := map[string]any{incidentKey: o.Incident}

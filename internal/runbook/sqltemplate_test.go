@@ -1,6 +1,7 @@
 package runbook
 
 import (
+	"fmt"
 	"strings"
 	"testing"
 )
@@ -66,5 +67,42 @@ func TestSQLValuesAreBoundNotSpliced(t *testing.T) {
 	}
 	if args, _ := p["args"].([]any); len(args) != 1 || args[0] != hostile {
 		t.Errorf("args = %#v, want the value verbatim", p["args"])
+	}
+}
+
+// Secrets are redacted inside longer values, list-typed secrets included,
+// and URL passwords whatever the param.
+func TestDisplayRedactsSecretSubstrings(t *testing.T) {
+	rb := `apiVersion: irctl/v1
+kind: Runbook
+name: secrets
+params:
+  token: {secret: true}
+  tokens: {type: strings, secret: true}
+phases:
+  contain:
+    - name: s
+      action: sql.exec
+      with:
+        summary: "Bearer {{ .token }} and {{ join \",\" .tokens }} via http://u:pw@prom/"
+        sql: SELECT $1
+        args: ["{{ .tokens }}"]
+`
+	got, err := Load("s.yaml", []byte(rb), Options{Catalog: sqlCatalog, Set: map[string]string{"token": "tok-AAA", "tokens": "tok-BBB,tok-CCC"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Join(got.Secrets, " ") != "tok-AAA tok-BBB tok-CCC" {
+		t.Fatalf("secrets collected: %v", got.Secrets)
+	}
+	d := got.Phases["contain"][0].Params.Display(sqlCatalog["sql.exec"], got.Secrets)
+	out := fmt.Sprint(d)
+	for _, leak := range []string{"tok-AAA", "tok-BBB", "tok-CCC", "pw@"} {
+		if strings.Contains(out, leak) {
+			t.Errorf("%q shown: %s", leak, out)
+		}
+	}
+	if d["summary"] != "Bearer [redacted] and [redacted],[redacted] via http://u:[redacted]@prom/" {
+		t.Errorf("summary shown as %q", d["summary"])
 	}
 }
