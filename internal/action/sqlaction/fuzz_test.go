@@ -203,4 +203,3 @@ func FuzzExportFilters(f *testing.F) {
 		canaryAlive(t, e.pool, name)
 	})
 }
-

@@ -19,6 +19,7 @@ import (
 	"irctl.dev/irctl/internal/action"
 	"irctl.dev/irctl/internal/db"
 	"irctl.dev/irctl/internal/evidence"
+	"irctl.dev/irctl/internal/redact"
 	"irctl.dev/irctl/internal/runbook"
 )
 
@@ -99,7 +100,7 @@ func (q Query) Plan(ctx context.Context, env *action.Env, p runbook.Params) (*ac
 	}
 	return &action.Plan{
 		Summary: fmt.Sprintf("%s: read-only query returning %d column(s) (%s), rows saved as evidence %s%s",
-			what, len(cols), strings.Join(cols, ", "), queryEvidenceName(p), collectNote(env)),
+			what, len(cols), strings.Join(cols, ", "), queryEvidenceName(p, env.Secrets), collectNote(env)),
 	}, nil
 }
 
@@ -124,7 +125,7 @@ func (q Query) Apply(ctx context.Context, env *action.Env, p runbook.Params, pla
 		Kind: evidence.KindSQL, Server: db.Where(pool.Config().ConnConfig),
 		SQL: p.String("sql"), Params: p.Display(q.Spec(), env.Secrets)["args"],
 	}
-	w, err := store.Create(queryEvidenceName(p), src)
+	w, err := store.Create(queryEvidenceName(p, env.Secrets), src)
 	if err != nil {
 		return nil, err
 	}
@@ -187,10 +188,12 @@ func describeQuery(p runbook.Params) string {
 	return oneLine(p.String("sql"))
 }
 
-func queryEvidenceName(p runbook.Params) string {
+// queryEvidenceName names the evidence file; a name taken from a summary
+// that templates a secret is redacted first.
+func queryEvidenceName(p runbook.Params, secrets []string) string {
 	base := p.String("name")
 	if base == "" {
-		base = p.String("summary")
+		base = redact.New(secrets...).String(p.String("summary"))
 	}
 	if base == "" {
 		base = "query"
