@@ -266,3 +266,28 @@ func TestClientDryRunRunsNoWrite(t *testing.T) {
 		t.Fatalf("plan without count_sql = %+v, %v", plan, err)
 	}
 }
+
+// A secret bound where the server logs every statement with its
+// parameters, by a role that may not turn that off, is refused before the
+// statement is sent; the server log does not get it.
+func TestSecretArgsAreRefusedWhereTheServerWouldLogThem(t *testing.T) {
+	e := newSQLEnv(t)
+	offset := logStatements(t, e.sb, "orchestrator")
+	env := newSQLEnvURL(t, e.sb.DatabaseURL)
+	secret := "secret-" + strconv.FormatInt(time.Now().UnixNano(), 36)
+	env.Secrets = []string{secret}
+	rb := loadSteps(t, hostileRunbook, map[string]string{"who": "Bearer " + secret})
+	_, _, err := runStep(context.Background(), env.Env, rb.Phases["contain"][0])
+	var logged *db.ErrParamsLogged
+	if !errors.As(err, &logged) || !strings.Contains(err.Error(), "GRANT SET ON PARAMETER log_parameter_max_length") {
+		t.Fatalf("want the step refused, got %v", err)
+	}
+	if log := serverLog(t, e.sb, offset); strings.Contains(log, secret) {
+		t.Fatalf("the secret reached the server log:\n%s", log)
+	}
+	// Without a secret in its args the same step runs.
+	rb = loadSteps(t, hostileRunbook, map[string]string{"who": "nobody@example.com"})
+	if _, _, err := runStep(context.Background(), env.Env, rb.Phases["contain"][0]); err != nil {
+		t.Fatal(err)
+	}
+}
