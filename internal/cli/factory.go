@@ -15,6 +15,7 @@ import (
 	"github.com/rs/zerolog"
 	"github.com/spf13/cobra"
 	"golang.org/x/term"
+	"k8s.io/client-go/rest"
 
 	irctl "irctl.dev/irctl"
 	"irctl.dev/irctl/internal/action"
@@ -122,6 +123,7 @@ func (f *factory) kubeClients() (*kube.Clients, error) {
 			f.kubeErr = exitcode.Wrap(exitcode.Error, err)
 			return
 		}
+		f.collectKubeSecrets(cfg)
 		c, err := kube.NewClients(cfg, "irctl/"+Version())
 		if err != nil {
 			f.kubeErr = err
@@ -283,23 +285,23 @@ func (f *factory) usesOf(rb *runbook.Runbook, phases []string) map[string]bool {
 }
 
 // collectConnectionSecrets adds the database password (from the URL or
-// $PGPASSWORD) and the kubeconfig's credentials to the secrets, so that no
-// error or log line quoting them is shown in clear. Unreadable settings
-// are left to fail later, where they are used.
+// $PGPASSWORD) to the secrets, so that no error or log line quoting it is
+// shown in clear. A URL that does not parse is left to fail where it is
+// used.
 func (f *factory) collectConnectionSecrets() {
 	f.secrets.Add(os.Getenv("PGPASSWORD"))
 	if cfg, err := pgconn.ParseConfig(f.databaseURL); err == nil {
 		f.secrets.Add(cfg.Password)
 	}
-	if f.kubeFlags == nil {
-		return
-	}
-	if cfg, err := f.kubeFlags.ToRESTConfig(); err == nil {
-		f.secrets.Add(cfg.BearerToken, cfg.Password)
-		if cfg.BearerTokenFile != "" {
-			if b, err := os.ReadFile(cfg.BearerTokenFile); err == nil {
-				f.secrets.Add(strings.TrimSpace(string(b)))
-			}
+}
+
+// collectKubeSecrets adds the kubeconfig's credentials to the secrets,
+// once the kubeconfig is loaded for use.
+func (f *factory) collectKubeSecrets(cfg *rest.Config) {
+	f.secrets.Add(cfg.BearerToken, cfg.Password)
+	if cfg.BearerTokenFile != "" {
+		if b, err := os.ReadFile(cfg.BearerTokenFile); err == nil {
+			f.secrets.Add(strings.TrimSpace(string(b)))
 		}
 	}
 }
