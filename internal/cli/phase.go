@@ -12,6 +12,7 @@ import (
 	"irctl.dev/irctl/internal/exitcode"
 	"irctl.dev/irctl/internal/incident"
 	"irctl.dev/irctl/internal/prompt"
+	"irctl.dev/irctl/internal/redact"
 	"irctl.dev/irctl/internal/runbook"
 )
 
@@ -87,7 +88,7 @@ func runPhases(ctx context.Context, f *factory, phases []string, skipEmpty bool)
 	env.Secrets = f.secrets.Secrets()
 	eng := &engine.Engine{
 		Registry: f.registry, Env: env, Runbook: rb, Incident: inc, Journal: j,
-		Prompter: prompt.New(f.io.In, f.io.ErrOut), Yes: f.yes, Operator: incident.Operator(), Out: out,
+		Prompter: redactingPrompter{prompt.New(f.io.In, f.io.ErrOut), f.secrets}, Yes: f.yes, Operator: incident.Operator(), Out: out,
 	}
 	var reports []*engine.Report
 	var runErr error
@@ -114,4 +115,16 @@ func runPhases(ctx context.Context, f *factory, phases []string, skipEmpty bool)
 		}
 	}
 	return runErr
+}
+
+// redactingPrompter redacts secrets from what a confirmation shows (a
+// plan's summary can quote a templated secret), since the prompt writes to
+// the terminal itself.
+type redactingPrompter struct {
+	p       prompt.Prompter
+	secrets *redact.Set
+}
+
+func (r redactingPrompter) Confirm(title, detail string) (bool, error) {
+	return r.p.Confirm(r.secrets.String(title), r.secrets.String(detail))
 }
