@@ -67,7 +67,7 @@ func undoPhase(ctx context.Context, f *factory, phase string) error {
 		return err
 	}
 	defer lk.Release()
-	w := f.io.Out
+	w := f.secrets.Writer(f.io.Out)
 	p := prompt.New(f.io.In, f.io.ErrOut)
 	mode := ""
 	if env.DryRun != action.DryRunNone {
