@@ -68,7 +68,7 @@ func undoPhase(ctx context.Context, f *factory, phase string) error {
 	}
 	defer lk.Release()
 	w := f.secrets.Writer(f.io.Out)
-	p := prompt.New(f.io.In, f.io.ErrOut)
+	p := redactingPrompter{prompt.New(f.io.In, f.io.ErrOut), f.secrets}
 	mode := ""
 	if env.DryRun != action.DryRunNone {
 		mode = fmt.Sprintf(" (%s dry run)", env.DryRun)
