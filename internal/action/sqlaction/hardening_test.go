@@ -259,6 +259,22 @@ func TestClientDryRunRunsNoWrite(t *testing.T) {
 	if !strings.Contains(log, "SELECT count(*) FROM users") {
 		t.Errorf("the server log should show count_sql (so the check above looked at the right log):\n%s", log)
 	}
+	// The shipped runbook's count_sql counts what the write would change:
+	// the client dry run predicts the server dry run's count.
+	revoke := step(t, rb, "contain", "revoke-api-keys").Params
+	cplan, err := a.Plan(ctx, client.Env, revoke)
+	if err != nil {
+		t.Fatal(err)
+	}
+	server := *client.Env
+	server.DryRun = action.DryRunServer
+	splan, err := a.Plan(ctx, &server, revoke)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cplan.Count != splan.Count || cplan.Count == 0 {
+		t.Fatalf("revoke-api-keys: client dry run counts %d, server dry run %d", cplan.Count, splan.Count)
+	}
 	// Without count_sql the plan says it cannot count.
 	noCount := loadSteps(t, hostileRunbook, nil).Phases["contain"][0]
 	plan, err = a.Plan(ctx, client.Env, noCount.Params)
