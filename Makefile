@@ -11,7 +11,7 @@ DRILL_DIR := $(CURDIR)/.sandbox/drill
 DRILL_ATTACKERS := 198.51.100.23,203.0.113.77,2001:db8:bad:1::21
 export IRCTL_SANDBOX_BINS := $(BIN)
 
-.PHONY: help build test unit drill bench lint sandbox-bins clean
+.PHONY: help build test unit fuzz drill bench lint sandbox-bins clean
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -56,9 +56,21 @@ $(BIN)/kwok:
 unit: ## unit tests only (no servers)
 	$(GO) test -short ./...
 
-test: sandbox-bins ## unit and integration tests against real etcd, kube-apiserver and PostgreSQL
+test: sandbox-bins ## unit and integration tests against real etcd, kube-apiserver and PostgreSQL, then a bounded fuzz run
 	$(GO) vet ./...
 	$(GO) test -count=1 -timeout 30m ./...
+	$(MAKE) fuzz
+
+# Every input that reaches SQL (internal/action/sqlaction/fuzz_test.go).
+FUZZ_TARGETS := FuzzSuspiciousIPs FuzzSetStrings FuzzSetInts FuzzSetString FuzzExecAndQueryArgs FuzzExportFilters
+FUZZTIME ?= 15s
+
+fuzz: sandbox-bins ## fuzz every input that reaches SQL against the sandbox's PostgreSQL with a canary table (FUZZTIME per target)
+	@set -e; for t in $(FUZZ_TARGETS); do \
+		echo "== $$t ($(FUZZTIME))"; \
+		$(GO) test -run '^$$' -fuzz "^$$t\$$" -fuzztime $(FUZZTIME) -fuzzminimizetime 1s ./internal/action/sqlaction 2>&1 | grep -E '^(fuzz: elapsed: [0-9]+s, execs|---|ok|FAIL|PASS)|fuzz_test|assess_test' | tail -4; \
+		test "$${PIPESTATUS[0]}" -eq 0; \
+	done
 
 drill: build sandbox-bins ## bring up the sandbox, run contain, assess and preserve non-interactively, verify the evidence, tear down
 	@set -euo pipefail; \

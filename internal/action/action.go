@@ -14,6 +14,7 @@ import (
 	"irctl.dev/irctl/internal/evidence"
 	"irctl.dev/irctl/internal/kube"
 	"irctl.dev/irctl/internal/progress"
+	"irctl.dev/irctl/internal/redact"
 	"irctl.dev/irctl/internal/runbook"
 )
 
@@ -39,6 +40,10 @@ type Env struct {
 	// Secrets are the values of the runbook's secret params: whatever an
 	// action records (evidence manifests, results) shows them redacted.
 	Secrets []string
+	// FingerprintKey returns the incident's key for fingerprints of secret
+	// values (see redact.Fingerprint); nil means a key for this process
+	// only.
+	FingerprintKey func() ([]byte, error)
 	// Evidence opens the incident's evidence store on first use; it fails
 	// under --dry-run=client, which writes nothing.
 	Evidence func() (*evidence.Store, error)
@@ -106,4 +111,18 @@ type Permissioned interface {
 // Undoer actions can reverse what a Result recorded.
 type Undoer interface {
 	Undo(ctx context.Context, env *Env, undo json.RawMessage) (*Result, error)
+}
+
+// Fingerprint identifies a secret value without revealing it, keyed with
+// the incident's fingerprint key.
+func (e *Env) Fingerprint(value []byte) (string, error) {
+	key := redact.ProcessKey()
+	if e.FingerprintKey != nil {
+		k, err := e.FingerprintKey()
+		if err != nil {
+			return "", err
+		}
+		key = k
+	}
+	return redact.Fingerprint(key, value), nil
 }

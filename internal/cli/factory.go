@@ -10,9 +10,11 @@ import (
 	"sync"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/rs/zerolog"
 	"github.com/spf13/cobra"
+	"k8s.io/client-go/rest"
 
 	irctl "irctl.dev/irctl"
 	"irctl.dev/irctl/internal/action"
@@ -24,6 +26,7 @@ import (
 	"irctl.dev/irctl/internal/lock"
 	"irctl.dev/irctl/internal/progress"
 	"irctl.dev/irctl/internal/prompt"
+	"irctl.dev/irctl/internal/redact"
 	"irctl.dev/irctl/internal/runbook"
 )
 
@@ -60,12 +63,17 @@ type factory struct {
 	dbMu sync.Mutex
 	pool *pgxpool.Pool
 
+	// secrets are every secret value known so far (runbook secret params,
+	// the database password, the kubeconfig's token or password): output,
+	// logs and the journal are redacted with them.
+	secrets *redact.Set
+
 	runbookHash string         // of the runbook last loaded, for evidence
 	evidence    evidenceOpener // the incident's evidence store, opened lazily (evidence.go)
 }
 
 func newFactory(io IOStreams) *factory {
-	return &factory{io: io, log: zerolog.Nop(), registry: builtin.Registry(), dryRun: action.DryRunNone, output: outputText}
+	return &factory{io: io, log: zerolog.Nop(), registry: builtin.Registry(), dryRun: action.DryRunNone, output: outputText, secrets: redact.New()}
 }
 
 // complete validates global flags and applies environment defaults.
@@ -92,11 +100,12 @@ func (f *factory) complete(cmd *cobra.Command) error {
 	if err != nil || f.logLevel == "" {
 		return usage("--log-level=%s: want debug, info, warn or error", f.logLevel)
 	}
-	var w = f.io.ErrOut
+	f.collectConnectionSecrets()
+	var w = f.secrets.Writer(f.io.ErrOut)
 	switch f.logFormat {
 	case "json":
 	case "console":
-		w = zerolog.ConsoleWriter{Out: f.io.ErrOut, NoColor: !progress.Color(f.io.ErrOut), TimeFormat: time.RFC3339}
+		w = zerolog.ConsoleWriter{Out: w, NoColor: !progress.Color(f.io.ErrOut), TimeFormat: time.RFC3339}
 	default:
 		return usage("--log-format=%s: want console or json", f.logFormat)
 	}
@@ -119,6 +128,7 @@ func (f *factory) kubeClients() (*kube.Clients, error) {
 			f.kubeErr = exitcode.Wrap(exitcode.Error, err)
 			return
 		}
+		f.collectKubeSecrets(cfg)
 		c, err := kube.NewClients(cfg, "irctl/"+Version())
 		if err != nil {
 			f.kubeErr = err
@@ -154,7 +164,7 @@ func (f *factory) prompt() prompt.Prompter {
 	if f.prompter == nil {
 		f.prompter = prompt.New(f.io.In, f.io.ErrOut)
 	}
-	return f.prompter
+	return redactingPrompter{f.prompter, f.secrets}
 }
 
 // jsonOutput reports -o json.
@@ -169,6 +179,13 @@ func (f *factory) env() (*action.Env, error) {
 		Now:      time.Now,
 		Incident: f.incidentID,
 		Evidence: f.evidenceStore,
+		FingerprintKey: func() ([]byte, error) {
+			inc, err := f.openIncident()
+			if err != nil {
+				return nil, err
+			}
+			return redact.LoadKey(inc.Dir())
+		},
 	}, nil
 }
 
@@ -215,6 +232,7 @@ func (f *factory) loadRunbook(name string) (*runbook.Runbook, error) {
 		return rb, exitcode.Wrap(exitcode.Usage, err)
 	}
 	f.runbookHash = rb.Hash
+	f.secrets.Add(rb.Secrets...)
 	return rb, nil
 }
 
@@ -280,4 +298,26 @@ func (f *factory) usesOf(rb *runbook.Runbook, phases []string) map[string]bool {
 		}
 	}
 	return uses
+}
+
+// collectConnectionSecrets adds the database password (from the URL or
+// $PGPASSWORD) to the secrets, so that no error or log line quoting it is
+// shown in clear. A URL that does not parse is left to fail where it is
+// used.
+func (f *factory) collectConnectionSecrets() {
+	f.secrets.Add(os.Getenv("PGPASSWORD"))
+	if cfg, err := pgconn.ParseConfig(f.databaseURL); err == nil {
+		f.secrets.Add(cfg.Password)
+	}
+}
+
+// collectKubeSecrets adds the kubeconfig's credentials to the secrets,
+// once the kubeconfig is loaded for use.
+func (f *factory) collectKubeSecrets(cfg *rest.Config) {
+	f.secrets.Add(cfg.BearerToken, cfg.Password)
+	if cfg.BearerTokenFile != "" {
+		if b, err := os.ReadFile(cfg.BearerTokenFile); err == nil {
+			f.secrets.Add(strings.TrimSpace(string(b)))
+		}
+	}
 }

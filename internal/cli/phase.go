@@ -12,6 +12,8 @@ import (
 	"irctl.dev/irctl/internal/exitcode"
 	"irctl.dev/irctl/internal/incident"
 	"irctl.dev/irctl/internal/progress"
+	"irctl.dev/irctl/internal/prompt"
+	"irctl.dev/irctl/internal/redact"
 	"irctl.dev/irctl/internal/runbook"
 )
 
@@ -92,11 +94,11 @@ func runPhases(ctx context.Context, f *factory, phases []string, skipEmpty bool)
 			err = lost
 		}
 	}()
-	out := f.io.Out
+	out := f.secrets.Writer(f.io.Out)
 	if f.jsonOutput() {
 		out = io.Discard
 	}
-	env.Secrets = rb.Secrets
+	env.Secrets = f.secrets.Secrets()
 	eng := &engine.Engine{
 		Registry: f.registry, Env: env, Runbook: rb, Incident: inc, Journal: j,
 		Prompter: f.prompt(), Yes: f.yes, Operator: incident.Operator(), Out: out,
@@ -120,11 +122,23 @@ func runPhases(ctx context.Context, f *factory, phases []string, skipEmpty bool)
 		fmt.Fprintln(out)
 	}
 	if f.jsonOutput() {
-		enc := json.NewEncoder(f.io.Out)
+		enc := json.NewEncoder(f.secrets.Writer(f.io.Out))
 		enc.SetIndent("", "  ")
 		if err := enc.Encode(reports); err != nil {
 			return err
 		}
 	}
 	return runErr
+}
+
+// redactingPrompter redacts secrets from what a confirmation shows (a
+// plan's summary can quote a templated secret), since the prompt writes to
+// the terminal itself.
+type redactingPrompter struct {
+	p       prompt.Prompter
+	secrets *redact.Set
+}
+
+func (r redactingPrompter) Confirm(title, detail string) (bool, error) {
+	return r.p.Confirm(r.secrets.String(title), r.secrets.String(detail))
 }

@@ -22,10 +22,10 @@ import (
 
 	"irctl.dev/irctl/internal/action"
 	"irctl.dev/irctl/internal/action/builtin"
-	"irctl.dev/irctl/internal/action/kubeaction"
 	"irctl.dev/irctl/internal/exitcode"
 	"irctl.dev/irctl/internal/kube"
 	"irctl.dev/irctl/internal/lock"
+	"irctl.dev/irctl/internal/redact"
 	"irctl.dev/irctl/internal/runbook"
 )
 
@@ -402,7 +402,11 @@ func TestRotatedSecretValueNeverReachesOutputOrJournal(t *testing.T) {
 			t.Errorf("the rotated value leaked into %s", what)
 		}
 	}
-	if !strings.Contains(string(journal), kubeaction.Fingerprint(s.Data["secret"])) {
+	key, err := redact.LoadKey(filepath.Join(h.stateDir, h.incident))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(journal), redact.Fingerprint(key, s.Data["secret"])) {
 		t.Error("the journal should record the new value's fingerprint")
 	}
 }

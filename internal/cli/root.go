@@ -85,7 +85,7 @@ func Run(ctx context.Context, args []string, io IOStreams) int {
 		// happen before any RunE starts: they are usage errors.
 		code = exitcode.Usage
 	}
-	fmt.Fprintf(io.ErrOut, "irctl: %s\n", oneLine(err.Error()))
+	fmt.Fprintf(io.ErrOut, "irctl: %s\n", f.secrets.String(oneLine(err.Error())))
 	return code
 }
 

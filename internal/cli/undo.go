@@ -77,7 +77,7 @@ func undoPhase(ctx context.Context, f *factory, phase string) (err error) {
 			err = lost
 		}
 	}()
-	w := f.io.Out
+	w := f.secrets.Writer(f.io.Out)
 	p := f.prompt()
 	mode := ""
 	if env.DryRun != action.DryRunNone {
@@ -128,9 +128,9 @@ func undoPhase(ctx context.Context, f *factory, phase string) (err error) {
 		res, err := u.Undo(ctx, env, r.Undo)
 		rec := incident.Record{Kind: incident.KindUndo, Incident: inc.ID, Operator: incident.Operator(), Phase: phase, Step: r.Step, Action: r.Action, DryRun: string(env.DryRun), Undoes: r.Seq}
 		if err != nil {
-			rec.Error = err.Error()
+			rec.Error = f.secrets.String(err.Error())
 		} else {
-			rec.Result, rec.Changed = res.Summary, &res.Changed
+			rec.Result, rec.Changed = f.secrets.String(res.Summary), &res.Changed
 		}
 		if _, jerr := j.Append(rec); jerr != nil {
 			return jerr

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"strconv"
 	"strings"
 	"time"
 
@@ -35,6 +36,7 @@ func Open(ctx context.Context, url, appName string, log zerolog.Logger) (*pgxpoo
 		return nil, errors.New("no database configured: pass --database-url or set IRCTL_DATABASE_URL (or libpq's PG* variables)")
 	}
 	cfg.ConnConfig.RuntimeParams["application_name"] = appName
+	PinExecMode(cfg.ConnConfig)
 	cfg.ConnConfig.ConnectTimeout = 10 * time.Second
 	cfg.MaxConns = 8
 	if log.GetLevel() <= zerolog.DebugLevel {
@@ -55,6 +57,20 @@ func Open(ctx context.Context, url, appName string, log zerolog.Logger) (*pgxpoo
 		return nil, fmt.Errorf("database %s is unreachable: %s", Where(cfg.ConnConfig), lastPart(err.Error()))
 	}
 	return pool, nil
+}
+
+// PinExecMode keeps every statement on the extended protocol with the
+// parameter types described by the server, whatever the URL's
+// default_query_exec_mode says: under simple_protocol pgx interpolates the
+// values into the SQL text on the client, and exec guesses the types from
+// Go values. cache_describe and describe_exec (the modes for transaction
+// poolers such as PgBouncer) describe on the server too and are kept.
+func PinExecMode(c *pgx.ConnConfig) {
+	switch c.DefaultQueryExecMode {
+	case pgx.QueryExecModeCacheStatement, pgx.QueryExecModeCacheDescribe, pgx.QueryExecModeDescribeExec:
+	default:
+		c.DefaultQueryExecMode = pgx.QueryExecModeCacheStatement
+	}
 }
 
 // queryLogger adapts pgx's tracelog to zerolog, dropping bound arguments:
@@ -94,10 +110,11 @@ func lastPart(msg string) string {
 	return msg
 }
 
-// InTx runs fn in a transaction with a lock timeout. When commit is false
-// (server-side dry run, or planning) the transaction is rolled back, so
-// nothing changes but the counts are the server's own.
-func InTx(ctx context.Context, pool *pgxpool.Pool, commit bool, fn func(pgx.Tx) error) error {
+// InTx runs fn in a transaction with a lock timeout and a statement
+// timeout (see SetStatementTimeout). When commit is false (server-side dry
+// run, or planning) the transaction is rolled back, so nothing changes but
+// the counts are the server's own.
+func InTx(ctx context.Context, pool *pgxpool.Pool, commit bool, timeout time.Duration, fn func(pgx.Tx) error) error {
 	tx, err := pool.BeginTx(ctx, pgx.TxOptions{})
 	if err != nil {
 		return err
@@ -105,7 +122,10 @@ func InTx(ctx context.Context, pool *pgxpool.Pool, commit bool, fn func(pgx.Tx) 
 	// Rollback after Commit is a no-op; it also ends the transaction when
 	// fn fails or ctx is canceled, so no session is left idle in transaction.
 	defer tx.Rollback(context.WithoutCancel(ctx))
-	if _, err := tx.Exec(ctx, "SET LOCAL lock_timeout = '"+LockTimeout+"'"); err != nil {
+	if _, err := tx.Exec(ctx, "SELECT set_config('lock_timeout', $1, true)", LockTimeout); err != nil {
+		return err
+	}
+	if err := SetStatementTimeout(ctx, tx, timeout); err != nil {
 		return err
 	}
 	if err := fn(tx); err != nil {
@@ -115,6 +135,40 @@ func InTx(ctx context.Context, pool *pgxpool.Pool, commit bool, fn func(pgx.Tx) 
 		return tx.Rollback(ctx)
 	}
 	return tx.Commit(ctx)
+}
+
+// StatementTimeout is how long a statement of this step may run: the time
+// left until ctx's deadline (the step's), or def when that is sooner or
+// there is no deadline. Zero means no limit.
+func StatementTimeout(ctx context.Context, def time.Duration) (time.Duration, error) {
+	d := def
+	if dl, ok := ctx.Deadline(); ok {
+		left := time.Until(dl)
+		if left <= 0 {
+			return 0, context.DeadlineExceeded
+		}
+		if d <= 0 || left < d {
+			d = left
+		}
+	}
+	return d, nil
+}
+
+// SetStatementTimeout sets statement_timeout for the rest of tx, so that
+// the server itself cancels a runaway statement when the step's time is
+// up, instead of working on after the client has given up.
+func SetStatementTimeout(ctx context.Context, tx pgx.Tx, def time.Duration) error {
+	d, err := StatementTimeout(ctx, def)
+	if err != nil {
+		return err
+	}
+	// Milliseconds, rounded up: 0 would mean no limit at all.
+	ms := (d + time.Millisecond - 1) / time.Millisecond
+	if d > 0 && ms == 0 {
+		ms = 1
+	}
+	_, err = tx.Exec(ctx, "SELECT set_config('statement_timeout', $1, true)", strconv.FormatInt(int64(ms), 10))
+	return err
 }
 
 // Describe turns a PostgreSQL error into one line with its SQLSTATE.

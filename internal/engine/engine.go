@@ -215,7 +215,8 @@ func (e *Engine) record(r incident.Record, s runbook.Step, a action.Action) erro
 	r.Runbook, r.RunbookHash = e.Runbook.File, e.Runbook.Hash
 	r.Phase, r.Step, r.Action = s.Phase, s.Name, s.Action
 	r.DryRun = string(e.Env.DryRun)
-	r.Params = s.Params.Display(a.Spec(), e.Runbook.Secrets)
+	r.Params = s.Params.Display(a.Spec(), e.secrets().Secrets())
+	e.redactRecord(&r)
 	_, err := e.Journal.Append(r)
 	if err != nil {
 		return fmt.Errorf("journal: %w; stopping so that nothing happens unrecorded", err)

@@ -9,7 +9,6 @@ import (
 	"regexp"
 	"sort"
 	"strings"
-	"text/template"
 
 	"go.yaml.in/yaml/v3"
 )
@@ -211,9 +210,7 @@ func Load(file string, data []byte, o Options) (*Runbook, error) {
 	}
 	for _, p := range rb.Params {
 		if p.Secret {
-			if s, ok := rb.Values[p.Name].(string); ok && s != "" {
-				rb.Secrets = append(rb.Secrets, s)
-			}
+			rb.Secrets = append(rb.Secrets, secretStrings(rb.Values[p.Name])...)
 		}
 	}
 	data2 := map[string]any{incidentKey: o.Incident}
@@ -276,6 +273,11 @@ func Load(file string, data []byte, o Options) (*Runbook, error) {
 					add(kl, "step %s: action %s has no param %q%s", st.Name, sd.Action, k, suggest(k, paramNames(spec)))
 					continue
 				}
+				if pd.SQL && hasTemplate(sd.With[k]) {
+					add(kl, "step %s: param %s is SQL text, where templates are refused ({{ }} would splice values into the statement): "+
+						"write $1, $2... placeholders and bind the values with %s: [\"{{ .name }}\"]", st.Name, k, argsParamFor(k))
+					continue
+				}
 				rendered, missing, err := render(sd.With[k], data2)
 				if err != nil {
 					add(kl, "step %s: param %s: %v", st.Name, k, err)
@@ -330,77 +332,6 @@ func yamlProblem(file string, err error) Problem {
 		p.Msg = fmt.Sprintf("unknown field %q", m[1])
 	}
 	return p
-}
-
-// wholeRef matches a value that is exactly one param reference, which keeps
-// its type (a list stays a list) instead of being rendered to text.
-var wholeRef = regexp.MustCompile(`^\{\{-?\s*\.([A-Za-z_][A-Za-z0-9_]*)\s*-?\}\}$`)
-var anyRef = regexp.MustCompile(`\{\{[^}]*\.([A-Za-z_][A-Za-z0-9_]*)`)
-
-var funcs = template.FuncMap{
-	"join": func(sep string, v any) string {
-		switch x := v.(type) {
-		case []string:
-			return strings.Join(x, sep)
-		default:
-			return fmt.Sprint(v)
-		}
-	},
-}
-
-// render expands templates in every string inside v. It returns the names of
-// referenced params that have no value instead of failing on them.
-func render(v any, data map[string]any) (any, []string, error) {
-	switch x := v.(type) {
-	case string:
-		if !strings.Contains(x, "{{") {
-			return x, nil, nil
-		}
-		var missing []string
-		for _, m := range anyRef.FindAllStringSubmatch(x, -1) {
-			if _, ok := data[m[1]]; !ok {
-				missing = append(missing, m[1])
-			}
-		}
-		if m := wholeRef.FindStringSubmatch(strings.TrimSpace(x)); m != nil && len(missing) == 0 {
-			return data[m[1]], nil, nil
-		}
-		t, err := template.New("").Option("missingkey=error").Funcs(funcs).Parse(x)
-		if err != nil {
-			return nil, nil, fmt.Errorf("bad template: %s", strings.TrimPrefix(err.Error(), "template: :"))
-		}
-		if len(missing) > 0 {
-			return nil, missing, nil
-		}
-		var b strings.Builder
-		if err := t.Execute(&b, data); err != nil {
-			return nil, nil, fmt.Errorf("bad template: %s", strings.TrimPrefix(err.Error(), "template: :"))
-		}
-		return b.String(), nil, nil
-	case []any:
-		out := make([]any, len(x))
-		var missing []string
-		for i, e := range x {
-			r, m, err := render(e, data)
-			if err != nil {
-				return nil, nil, err
-			}
-			out[i], missing = r, append(missing, m...)
-		}
-		return out, missing, nil
-	case map[string]any:
-		out := make(map[string]any, len(x))
-		var missing []string
-		for k, e := range x {
-			r, m, err := render(e, data)
-			if err != nil {
-				return nil, nil, err
-			}
-			out[k], missing = r, append(missing, m...)
-		}
-		return out, missing, nil
-	}
-	return v, nil, nil
 }
 
 func child(n *yaml.Node, key string) *yaml.Node {

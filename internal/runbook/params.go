@@ -6,6 +6,8 @@ import (
 	"maps"
 	"net/netip"
 	"time"
+
+	"irctl.dev/irctl/internal/redact"
 )
 
 // Params are a step's parameters after rendering, type conversion and
@@ -148,33 +150,29 @@ func (p Params) Len() int { return len(p.vals) }
 func (p Params) MarshalJSON() ([]byte, error) { return json.Marshal(p.vals) }
 
 // Display renders the params for the journal and plans: values of secret
-// params (per the action's spec) and any runbook secret are replaced by
-// "[redacted]"; lists and durations print in their natural form.
+// params (per the action's spec) are replaced by "[redacted]", and so is
+// every runbook secret inside any other value ("Bearer {{ .token }}") and
+// the password of any URL; lists and durations print in their natural
+// form.
 func (p Params) Display(spec Spec, secrets []string) map[string]any {
 	secret := map[string]bool{}
 	for _, d := range spec.Params {
 		secret[d.Name] = d.Secret
 	}
+	red := redact.New(secrets...)
 	out := make(map[string]any, len(p.vals))
 	for k, v := range p.vals {
 		if secret[k] {
-			out[k] = "[redacted]"
+			out[k] = redact.Mark
 			continue
 		}
-		out[k] = display(v, secrets)
+		out[k] = red.Value(display(v))
 	}
 	return out
 }
 
-func display(v any, secrets []string) any {
+func display(v any) any {
 	switch x := v.(type) {
-	case string:
-		for _, s := range secrets {
-			if s != "" && x == s {
-				return "[redacted]"
-			}
-		}
-		return x
 	case time.Duration:
 		return x.String()
 	case []netip.Prefix, []netip.Addr:
@@ -182,13 +180,13 @@ func display(v any, secrets []string) any {
 	case []any:
 		out := make([]any, len(x))
 		for i, e := range x {
-			out[i] = display(e, secrets)
+			out[i] = display(e)
 		}
 		return out
 	case map[string]any:
 		out := make(map[string]any, len(x))
 		for k, e := range x {
-			out[k] = display(e, secrets)
+			out[k] = display(e)
 		}
 		return out
 	}
@@ -197,4 +195,25 @@ func display(v any, secrets []string) any {
 
 // DisplayValue renders one converted value as it is shown to people
 // (durations as 2m0s, prefixes as text), e.g. a param's default.
-func DisplayValue(v any) any { return display(v, nil) }
+func DisplayValue(v any) any { return display(v) }
+
+// secretStrings are the texts of a secret param's value: a string, or each
+// item of a list (a list of tokens is as secret as one token). Numbers
+// and addresses are not collected: redacting every "5" would garble the
+// output and protect nothing.
+func secretStrings(v any) []string {
+	var out []string
+	switch x := v.(type) {
+	case string:
+		out = append(out, x)
+	case []string:
+		out = append(out, x...)
+	}
+	var nonEmpty []string
+	for _, s := range out {
+		if s != "" {
+			nonEmpty = append(nonEmpty, s)
+		}
+	}
+	return nonEmpty
+}

@@ -58,6 +58,10 @@ type ParamDef struct {
 	// map[string]string...); nil means the zero value. The loader fills
 	// it in, so actions never carry defaults of their own.
 	Default any
+	// SQL marks a param whose text PostgreSQL parses as a statement: the
+	// loader refuses templates in it, so values reach SQL only as bound
+	// args.
+	SQL bool
 }
 
 // Spec is what the loader needs to know about an action.

@@ -188,7 +188,7 @@ func (p *postgresServer) run(ctx context.Context, binDir string, runUser *osUser
 	if err != nil {
 		return err
 	}
-	logPath := filepath.Join(p.dir, "postgres.log")
+	logPath := p.logPath()
 	logFile, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o600)
 	if err != nil {
 		return err
@@ -240,6 +240,8 @@ func (p *postgresServer) run(ctx context.Context, binDir string, runUser *osUser
 		}
 	}
 }
+
+func (p *postgresServer) logPath() string { return filepath.Join(p.dir, "postgres.log") }
 
 func (p *postgresServer) ping(ctx context.Context) error {
 	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)

@@ -72,6 +72,7 @@ type Sandbox struct {
 	DatabaseURL      string       // the application role: postgres://orchestrator:PASS@127.0.0.1:PORT/orchestrator?sslmode=disable
 	AdminDatabaseURL string       // the superuser postgres (password auth) on the same server
 	DBPassword       string       // the orchestrator role's password, also in Secret orchestrator-db
+	PostgresLog      string       // the PostgreSQL server's log, for tests of what it logged
 
 	env       *envtest.Environment
 	pg        *postgresServer
@@ -211,6 +212,7 @@ func Start(ctx context.Context, o Options) (_ *Sandbox, err error) {
 	logf("postgres ready on 127.0.0.1:%d", s.pg.port)
 
 	s.AdminDatabaseURL = s.pg.adminURL()
+	s.PostgresLog = s.pg.logPath()
 	s.DatabaseURL = pgURL(dbRole, s.DBPassword, s.pg.port, dbName)
 	if o.Seed {
 		logf("seeding the demo platform...")

@@ -3,9 +3,7 @@ package kubeaction
 import (
 	"context"
 	"crypto/rand"
-	"crypto/sha256"
 	"encoding/base64"
-	"encoding/hex"
 	"fmt"
 	"sort"
 	"strings"
@@ -42,7 +40,7 @@ func (SecretRotate) Spec() runbook.Spec {
 	return runbook.Spec{
 		Name: "k8s.secret-rotate",
 		Description: "Create a Secret, or replace one of its keys, with a new random value (crypto/rand, base64); " +
-			"only SHA-256 fingerprints are shown or recorded. Cannot be undone.",
+			"only keyed fingerprints (HMAC-SHA256 under the incident's key) are shown or recorded. Cannot be undone.",
 		Destructive: true,
 		Uses:        []string{runbook.UsesKubernetes},
 		Params: []runbook.ParamDef{
@@ -78,23 +76,16 @@ func (SecretRotate) Permissions(p runbook.Params) []kube.Permission {
 	return perms
 }
 
-// Fingerprint identifies a secret value without revealing it: the first 16
-// hex digits of its SHA-256.
-func Fingerprint(value []byte) string {
-	sum := sha256.Sum256(value)
-	return "sha256:" + hex.EncodeToString(sum[:])[:16]
-}
-
 // fingerprintOf fingerprints the key's current value, if it has one.
-func fingerprintOf(s *corev1.Secret, key string) string {
+func fingerprintOf(env *action.Env, s *corev1.Secret, key string) (string, error) {
 	if s == nil {
-		return "none"
+		return "none", nil
 	}
 	v, ok := s.Data[key]
 	if !ok {
-		return "none"
+		return "none", nil
 	}
-	return Fingerprint(v)
+	return env.Fingerprint(v)
 }
 
 func (SecretRotate) Plan(ctx context.Context, env *action.Env, p runbook.Params) (*action.Plan, error) {
@@ -118,14 +109,18 @@ func (SecretRotate) Plan(ctx context.Context, env *action.Env, p runbook.Params)
 	if cur.Immutable != nil && *cur.Immutable {
 		return nil, fmt.Errorf("Secret %s is immutable: it can only be deleted and created again, which irctl leaves to you", where)
 	}
+	fp, err := fingerprintOf(env, cur, key)
+	if err != nil {
+		return nil, err
+	}
 	if p.Bool("once_per_incident") && env.Incident != "" && cur.Annotations[RotatedForIncident] == env.Incident {
 		return &action.Plan{
-			Summary: fmt.Sprintf("Secret %s was already rotated for incident %s (key %q is %s)", where, env.Incident, key, fingerprintOf(cur, key)),
+			Summary: fmt.Sprintf("Secret %s was already rotated for incident %s (key %q is %s)", where, env.Incident, key, fp),
 			Noop:    true,
 		}, nil
 	}
 	plan := &action.Plan{
-		Summary: fmt.Sprintf("replace key %q of Secret %s (now %s) with a new random value", key, where, fingerprintOf(cur, key)),
+		Summary: fmt.Sprintf("replace key %q of Secret %s (now %s) with a new random value", key, where, fp),
 		Targets: []string{"secret/" + where},
 		Count:   1,
 		Warnings: []string{"pods read a Secret at start (environment) or on their kubelet's next sync (volumes): " +
@@ -156,6 +151,10 @@ func (SecretRotate) Apply(ctx context.Context, env *action.Env, p runbook.Params
 	value := []byte(base64.StdEncoding.EncodeToString(raw))
 	clear(raw)
 
+	newFP, err := env.Fingerprint(value)
+	if err != nil {
+		return nil, err
+	}
 	secrets := c.Core.CoreV1().Secrets(ns)
 	dry := kube.DryRunOpt(env.DryRun == action.DryRunServer)
 	prev, created := "none", false
@@ -176,7 +175,10 @@ func (SecretRotate) Apply(ctx context.Context, env *action.Env, p runbook.Params
 		if err != nil {
 			return err
 		}
-		created, prev = false, fingerprintOf(cur, key)
+		created = false
+		if prev, err = fingerprintOf(env, cur, key); err != nil {
+			return err
+		}
 		if cur.Data == nil {
 			cur.Data = map[string][]byte{}
 		}
@@ -193,9 +195,9 @@ func (SecretRotate) Apply(ctx context.Context, env *action.Env, p runbook.Params
 	if err != nil {
 		return nil, fmt.Errorf("rotate Secret %s: %s", where, kube.Short(err))
 	}
-	summary := fmt.Sprintf("replaced key %q of Secret %s: %s (was %s)", key, where, Fingerprint(value), prev)
+	summary := fmt.Sprintf("replaced key %q of Secret %s: %s (was %s)", key, where, newFP, prev)
 	if created {
-		summary = fmt.Sprintf("created Secret %s with key %q: %s", where, key, Fingerprint(value))
+		summary = fmt.Sprintf("created Secret %s with key %q: %s", where, key, newFP)
 	}
 	return &action.Result{Summary: summary, Changed: 1, Irreversible: "the previous secret value is not kept"}, nil
 }

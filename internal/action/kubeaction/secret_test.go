@@ -35,6 +35,17 @@ func (f *fixture) noLeak(value []byte, outputs ...any) {
 	}
 }
 
+// fingerprint is what the actions show for value (keyed with the
+// process's key: the fixture's environment has no incident directory).
+func (f *fixture) fingerprint(value []byte) string {
+	f.t.Helper()
+	fp, err := f.env(action.DryRunNone).Fingerprint(value)
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	return fp
+}
+
 func TestSecretRotateCreatesThenReplacesOncePerIncident(t *testing.T) {
 	f := newFixture(t)
 	a := SecretRotate{}
@@ -63,7 +74,7 @@ func TestSecretRotateCreatesThenReplacesOncePerIncident(t *testing.T) {
 	if s.Annotations[RotatedForIncident] != f.incident {
 		t.Errorf("annotations: %v", s.Annotations)
 	}
-	if !strings.Contains(res.Summary, Fingerprint(value)) || res.Irreversible == "" || len(res.Undo) != 0 {
+	if !strings.Contains(res.Summary, f.fingerprint(value)) || res.Irreversible == "" || len(res.Undo) != 0 {
 		t.Errorf("result should carry the new fingerprint, be irreversible and record no undo: %+v", res)
 	}
 	if _, ok := any(a).(action.Undoer); ok {
@@ -84,7 +95,7 @@ func TestSecretRotateCreatesThenReplacesOncePerIncident(t *testing.T) {
 	f.incident = "SEC-TEST-" + randHex(3)
 	before := f.secret(name)
 	plan, res = f.run(a, action.DryRunServer, p)
-	if !strings.Contains(plan.Summary, "replace key \"secret\"") || !strings.Contains(plan.Summary, Fingerprint(value)) || !contains(plan.Warnings, "username") {
+	if !strings.Contains(plan.Summary, "replace key \"secret\"") || !strings.Contains(plan.Summary, f.fingerprint(value)) || !contains(plan.Warnings, "username") {
 		t.Errorf("replace plan: %+v", plan)
 	}
 	if after := f.secret(name); after.ResourceVersion != before.ResourceVersion {
@@ -96,7 +107,7 @@ func TestSecretRotateCreatesThenReplacesOncePerIncident(t *testing.T) {
 	if string(after.Data["secret"]) == string(value) || string(after.Data["username"]) != "orchestrator" {
 		t.Errorf("want a new value and the other key kept: %v", after.Data)
 	}
-	if !strings.Contains(res.Summary, "(was "+Fingerprint(value)+")") || !strings.Contains(res.Summary, Fingerprint(after.Data["secret"])) {
+	if !strings.Contains(res.Summary, "(was "+f.fingerprint(value)+")") || !strings.Contains(res.Summary, f.fingerprint(after.Data["secret"])) {
 		t.Errorf("result should name old and new fingerprints: %s", res.Summary)
 	}
 	f.noLeak(after.Data["secret"], plan, res)

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"net/netip"
 	"strings"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 
@@ -23,25 +24,34 @@ type Exec struct{}
 func (Exec) Spec() runbook.Spec {
 	return runbook.Spec{
 		Name:        "sql.exec",
-		Description: "Run a parameterised SQL write in a transaction, planned by a rolled-back run that reports the row count; an optional guard query must return true before COMMIT.",
+		Description: "Run a parameterised SQL write in a transaction, planned by a rolled-back run that reports the row count (under --dry-run=client the write never runs: count_sql counts instead); an optional guard query must return true before COMMIT.",
 		Destructive: true,
 		Uses:        []string{runbook.UsesPostgres},
 		Params: []runbook.ParamDef{
-			{Name: "sql", Type: runbook.String, Required: true, Description: "the statement, with $1, $2... placeholders"},
+			{Name: "sql", Type: runbook.String, Required: true, SQL: true, Description: "the statement, with $1, $2... placeholders (no templates: bind values with args)"},
 			{Name: "args", Type: runbook.Any, Description: "values bound to $1, $2...: runbook params keep their types (ints, strings, cidrs, ips)"},
 			{Name: "summary", Type: runbook.String, Description: "what the write does, for plans and the journal"},
-			{Name: "guard", Type: runbook.String, Description: "a query returning one boolean, run in the same transaction after the write; false aborts and rolls back"},
+			{Name: "guard", Type: runbook.String, SQL: true, Description: "a query returning one boolean, run in the same transaction after the write; false aborts and rolls back"},
 			{Name: "guard_args", Type: runbook.Any, Description: "values bound to the guard's placeholders"},
 			{Name: "guard_message", Type: runbook.String, Default: "guard query returned false", Description: "what a false guard means, for the error"},
 			{Name: "max_rows", Type: runbook.Int, Description: "refuse (roll back) when more rows than this would change"},
 			{Name: "irreversible", Type: runbook.String, Default: "SQL writes are not reversed by irctl undo", Description: "why irctl undo cannot reverse this write"},
+			{Name: "count_sql", Type: runbook.String, SQL: true, Description: "a read-only SELECT returning the number of rows the write would change, bound to args like sql; --dry-run=client runs it instead of the write"},
+			{Name: "timeout", Type: runbook.Duration, Default: DefaultExecTimeout, Description: "statement timeout, enforced by the server (or the step's deadline when sooner)"},
 		},
 	}
 }
 
+// DefaultExecTimeout bounds a write's statements when the step sets no
+// timeout.
+const DefaultExecTimeout = 5 * time.Minute
+
 type execState struct{ rows int64 }
 
 func (e Exec) Plan(ctx context.Context, env *action.Env, p runbook.Params) (*action.Plan, error) {
+	if env.DryRun == action.DryRunClient {
+		return e.clientPlan(ctx, env, p)
+	}
 	rows, err := e.run(ctx, env, p, false)
 	if err != nil {
 		return nil, err
@@ -90,7 +100,13 @@ func (Exec) run(ctx context.Context, env *action.Env, p runbook.Params, commit b
 		return 0, err
 	}
 	var rows int64
-	err = db.InTx(ctx, pool, commit, func(tx pgx.Tx) error {
+	secret := bindsSecret(env.Secrets, args, gargs)
+	err = db.InTx(ctx, pool, commit, timeoutOf(p), func(tx pgx.Tx) error {
+		if secret {
+			if err := db.HideSecretParams(ctx, tx, true); err != nil {
+				return err
+			}
+		}
 		tag, err := tx.Exec(ctx, p.String("sql"), args...)
 		if err != nil {
 			return fmt.Errorf("sql: %s", db.Describe(err))
@@ -146,6 +162,36 @@ func BindArgs(v any) ([]any, error) {
 		}
 	}
 	return out, nil
+}
+
+// bindsSecret reports whether any bound value holds a runbook secret, so
+// the server must not log the parameters.
+func bindsSecret(secrets []string, lists ...[]any) bool {
+	has := func(s string) bool {
+		for _, sec := range secrets {
+			if sec != "" && strings.Contains(s, sec) {
+				return true
+			}
+		}
+		return false
+	}
+	for _, l := range lists {
+		for _, a := range l {
+			switch x := a.(type) {
+			case string:
+				if has(x) {
+					return true
+				}
+			case []string:
+				for _, e := range x {
+					if has(e) {
+						return true
+					}
+				}
+			}
+		}
+	}
+	return false
 }
 
 func oneLine(s string) string {

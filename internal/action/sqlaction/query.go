@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"io"
 	"reflect"
-	"strconv"
 	"strings"
 	"time"
 
@@ -20,6 +19,7 @@ import (
 	"irctl.dev/irctl/internal/action"
 	"irctl.dev/irctl/internal/db"
 	"irctl.dev/irctl/internal/evidence"
+	"irctl.dev/irctl/internal/redact"
 	"irctl.dev/irctl/internal/runbook"
 )
 
@@ -37,7 +37,7 @@ func (Query) Spec() runbook.Spec {
 		Description: "Run a parameterised query in a READ ONLY transaction; show the rows and save them all as evidence (JSON lines or CSV) with the SQL, params and row count.",
 		Uses:        []string{runbook.UsesPostgres},
 		Params: []runbook.ParamDef{
-			{Name: "sql", Type: runbook.String, Required: true, Description: "the query, with $1, $2... placeholders"},
+			{Name: "sql", Type: runbook.String, Required: true, SQL: true, Description: "the query, with $1, $2... placeholders (no templates: bind values with args)"},
 			{Name: "args", Type: runbook.Any, Description: "values bound to $1, $2...: runbook params keep their types (ints, strings, cidrs, ips, durations)"},
 			{Name: "summary", Type: runbook.String, Description: "what the query finds, for plans and the journal"},
 			{Name: "name", Type: runbook.String, Description: "evidence file name without extension (unset: made from the summary)"},
@@ -96,7 +96,7 @@ func (q Query) Plan(ctx context.Context, env *action.Env, p runbook.Params) (*ac
 	}
 	return &action.Plan{
 		Summary: fmt.Sprintf("%s: read-only query returning %d column(s) (%s), rows saved as evidence %s%s",
-			what, len(cols), strings.Join(cols, ", "), queryEvidenceName(p), collectNote(env)),
+			what, len(cols), strings.Join(cols, ", "), queryEvidenceName(p, env.Secrets), collectNote(env)),
 	}, nil
 }
 
@@ -118,7 +118,7 @@ func (q Query) Apply(ctx context.Context, env *action.Env, p runbook.Params, pla
 		Kind: evidence.KindSQL, Server: db.Where(pool.Config().ConnConfig),
 		SQL: p.String("sql"), Params: p.Display(q.Spec(), env.Secrets)["args"],
 	}
-	w, err := store.Create(queryEvidenceName(p), src)
+	w, err := store.Create(queryEvidenceName(p, env.Secrets), src)
 	if err != nil {
 		return nil, err
 	}
@@ -126,7 +126,13 @@ func (q Query) Apply(ctx context.Context, env *action.Env, p runbook.Params, pla
 	enc := newRowEncoder(w, p.String("format"))
 	table := &action.Table{}
 	var n int64
+	secret := bindsSecret(env.Secrets, args)
 	err = readOnlyTx(ctx, pool, pgx.ReadCommitted, timeoutOf(p), func(tx pgx.Tx) error {
+		if secret {
+			if err := db.HideSecretParams(ctx, tx, false); err != nil {
+				return err
+			}
+		}
 		rows, err := tx.Query(ctx, p.String("sql"), append([]any{pgx.QueryResultFormats{pgx.TextFormatCode}}, args...)...)
 		if err != nil {
 			return err
@@ -175,10 +181,12 @@ func describeQuery(p runbook.Params) string {
 	return oneLine(p.String("sql"))
 }
 
-func queryEvidenceName(p runbook.Params) string {
+// queryEvidenceName names the evidence file; a name taken from a summary
+// that templates a secret is redacted first.
+func queryEvidenceName(p runbook.Params, secrets []string) string {
 	base := p.String("name")
 	if base == "" {
-		base = p.String("summary")
+		base = redact.New(secrets...).String(p.String("summary"))
 	}
 	if base == "" {
 		base = "query"
@@ -256,7 +264,8 @@ type TxBeginner interface {
 }
 
 // readOnlyTx runs fn in a READ ONLY transaction at the given isolation,
-// with times rendered in UTC and a statement timeout (0: none). It always
+// with times rendered in UTC and a statement timeout (0: none; sooner when
+// ctx's deadline is). It always
 // rolls back: there is nothing to commit.
 func readOnlyTx(ctx context.Context, b TxBeginner, iso pgx.TxIsoLevel, timeout time.Duration, fn func(pgx.Tx) error) error {
 	tx, err := b.BeginTx(ctx, pgx.TxOptions{IsoLevel: iso, AccessMode: pgx.ReadOnly})
@@ -268,7 +277,7 @@ func readOnlyTx(ctx context.Context, b TxBeginner, iso pgx.TxIsoLevel, timeout t
 	if _, err := tx.Exec(ctx, "SET LOCAL TimeZone = 'UTC'"); err != nil {
 		return err
 	}
-	if _, err := tx.Exec(ctx, "SET LOCAL statement_timeout = "+strconv.FormatInt(timeout.Milliseconds(), 10)); err != nil {
+	if err := db.SetStatementTimeout(ctx, tx, timeout); err != nil {
 		return err
 	}
 	return fn(tx)
