@@ -64,21 +64,30 @@ type Options struct {
 	Seed bool
 	// Log receives progress lines; nil discards them.
 	Log io.Writer
+	// APILatency, when positive, puts a LatencyProxy adding this delay in
+	// each direction in front of kube-apiserver, and points the written
+	// kubeconfig (KubeconfigPath) at it: a remote control plane for
+	// benchmarks. RESTConfig, which the sandbox's own clients use, stays
+	// direct.
+	APILatency time.Duration
 }
 
 // Sandbox is a running sandbox. Stop it to end its processes and delete
 // their data.
 type Sandbox struct {
-	RESTConfig       *rest.Config // admin (system:masters), 1000 QPS
-	KubeconfigPath   string       // Dir/kubeconfig, for the admin user
-	DatabaseURL      string       // the application role: postgres://orchestrator:PASS@127.0.0.1:PORT/orchestrator?sslmode=disable
-	AdminDatabaseURL string       // the superuser postgres (password auth) on the same server
-	DBPassword       string       // the orchestrator role's password, also in Secret orchestrator-db
+	RESTConfig       *rest.Config  // admin (system:masters), 1000 QPS
+	KubeconfigPath   string        // Dir/kubeconfig, for the admin user
+	DatabaseURL      string        // the application role: postgres://orchestrator:PASS@127.0.0.1:PORT/orchestrator?sslmode=disable
+	AdminDatabaseURL string        // the superuser postgres (password auth) on the same server
+	DBPassword       string        // the orchestrator role's password, also in Secret orchestrator-db
+	OrchestratorURL  string        // the orchestrator API stand-in (orchestrator.go), when seeded
+	APIProxy         *LatencyProxy // in front of kube-apiserver, when Options.APILatency > 0
 
 	env       *envtest.Environment
 	pg        *postgresServer
 	kubelets  *kubelets           // when seeded
 	snapshots *snapshotController // once the sandbox is up
+	orchAPI   *orchestratorAPI    // when seeded
 	kubeDir   string              // etcd's data, kube-apiserver's certificates, their logs
 	ownDir    string              // the state dir, when Start made it
 	stopOnce  sync.Once
@@ -216,6 +225,9 @@ func Start(ctx context.Context, o Options) (_ *Sandbox, err error) {
 	if err := s.startSimulations(ctx, o.Seed, began); err != nil {
 		return nil, err
 	}
+	if err := s.startServices(ctx, o, logf); err != nil {
+		return nil, err
+	}
 	if err := s.writeFiles(dir); err != nil {
 		return nil, err
 	}
@@ -338,7 +350,11 @@ func loadCRDs() ([]*apiextensionsv1.CustomResourceDefinition, error) {
 func (s *Sandbox) writeFiles(dir string) error {
 	const name = "irctl-sandbox"
 	kc := clientcmdapi.NewConfig()
-	kc.Clusters[name] = &clientcmdapi.Cluster{Server: s.RESTConfig.Host, CertificateAuthorityData: s.RESTConfig.CAData}
+	server := s.RESTConfig.Host
+	if s.APIProxy != nil {
+		server = "https://" + s.APIProxy.Addr
+	}
+	kc.Clusters[name] = &clientcmdapi.Cluster{Server: server, CertificateAuthorityData: s.RESTConfig.CAData}
 	kc.AuthInfos[name+"-admin"] = &clientcmdapi.AuthInfo{
 		ClientCertificateData: s.RESTConfig.CertData,
 		ClientKeyData:         s.RESTConfig.KeyData,
@@ -356,6 +372,9 @@ func (s *Sandbox) writeFiles(dir string) error {
 	env := fmt.Sprintf("# irctl sandbox: source this file (. %s) to point kubectl, psql and irctl at it.\n"+
 		"export KUBECONFIG=%s\nexport IRCTL_DATABASE_URL=%s\n",
 		shellQuote(filepath.Join(dir, "env")), shellQuote(s.KubeconfigPath), shellQuote(s.DatabaseURL))
+	if s.OrchestratorURL != "" {
+		env += fmt.Sprintf("export ORCHESTRATOR_URL=%s\n", shellQuote(s.OrchestratorURL))
+	}
 	return writeFileAtomic(filepath.Join(dir, "env"), []byte(env))
 }
 
@@ -376,6 +395,12 @@ func (s *Sandbox) AddKubeUser(name string, groups []string) (*rest.Config, error
 func (s *Sandbox) Stop() error {
 	s.stopOnce.Do(func() {
 		// First what talks to the API server, while it still answers.
+		if s.orchAPI != nil {
+			s.orchAPI.stop()
+		}
+		if s.APIProxy != nil {
+			_ = s.APIProxy.Close()
+		}
 		if s.snapshots != nil {
 			s.snapshots.stop()
 		}
