@@ -179,11 +179,10 @@ func (k *kubeletStub) node(t *testing.T, c *kube.Clients, name string) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { c.Core.CoreV1().Nodes().Delete(context.Background(), name, metav1.DeleteOptions{}) })
-	n.Status.Addresses = []corev1.NodeAddress{{Type: corev1.NodeInternalIP, Address: "127.0.0.1"}}
-	n.Status.DaemonEndpoints.KubeletEndpoint.Port = int32(p)
-	if _, err := c.Core.CoreV1().Nodes().UpdateStatus(ctx, n, metav1.UpdateOptions{}); err != nil {
-		t.Fatal(err)
-	}
+	updateNodeStatus(t, c.Core, n.Name, func(n *corev1.Node) {
+		n.Status.Addresses = []corev1.NodeAddress{{Type: corev1.NodeInternalIP, Address: "127.0.0.1"}}
+		n.Status.DaemonEndpoints.KubeletEndpoint.Port = int32(p)
+	})
 }
 
 // runningPod creates a pod on node with the given containers and restart
@@ -199,16 +198,14 @@ func runningPod(t *testing.T, c *kube.Clients, ns, name, node string, labels map
 	if err != nil {
 		t.Fatal(err)
 	}
-	got.Status.Phase = corev1.PodRunning
-	for cn, r := range restarts {
-		got.Status.ContainerStatuses = append(got.Status.ContainerStatuses, corev1.ContainerStatus{Name: cn, Image: "example.com/app:1", RestartCount: r, Ready: true,
-			State: corev1.ContainerState{Running: &corev1.ContainerStateRunning{StartedAt: metav1.Now()}}})
-	}
-	got, err = c.Core.CoreV1().Pods(ns).UpdateStatus(ctx, got, metav1.UpdateOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return got
+	return updatePodStatus(t, c.Core, ns, got.Name, func(p *corev1.Pod) {
+		p.Status.Phase = corev1.PodRunning
+		p.Status.ContainerStatuses = nil
+		for cn, r := range restarts {
+			p.Status.ContainerStatuses = append(p.Status.ContainerStatuses, corev1.ContainerStatus{Name: cn, Image: "example.com/app:1", RestartCount: r, Ready: true,
+				State: corev1.ContainerState{Running: &corev1.ContainerStateRunning{StartedAt: metav1.Now()}}})
+		}
+	})
 }
 
 func TestLogsCurrentAndPreviousAsEvidence(t *testing.T) {
@@ -266,10 +263,9 @@ func nodeWithoutKubelet(t *testing.T, c *kube.Clients, name string) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { c.Core.CoreV1().Nodes().Delete(context.Background(), name, metav1.DeleteOptions{}) })
-	n.Status.Addresses = []corev1.NodeAddress{{Type: corev1.NodeHostName, Address: name}}
-	if _, err := c.Core.CoreV1().Nodes().UpdateStatus(ctx, n, metav1.UpdateOptions{}); err != nil {
-		t.Fatal(err)
-	}
+	updateNodeStatus(t, c.Core, n.Name, func(n *corev1.Node) {
+		n.Status.Addresses = []corev1.NodeAddress{{Type: corev1.NodeHostName, Address: name}}
+	})
 }
 
 // The seeded nodes' kubelets (the sandbox's stand-ins) serve the logs of
@@ -321,7 +317,7 @@ func TestLogScanFindsTheSeededExfiltration(t *testing.T) {
 		}
 	}
 	got := e.read(t, "log-scan/exfiltration-in-logs.txt")
-	attacker := regexp.MustCompile(`^orchestrator-7b9d5f8c46-[a-z0-9]{5}/orchestrator\t\S+ INFO request user_id=(7|13|21) ip=(198\.51\.100\.23|203\.0\.113\.77|2001:db8:bad:1::21) action=(export|bulk_query) .* bytes=\d{10}$`)
+	attacker := regexp.MustCompile(`^orchestrator-[a-z0-9]{6,10}-[a-z0-9]{5}/orchestrator\t\S+ INFO request user_id=(7|13|21) ip=(198\.51\.100\.23|203\.0\.113\.77|2001:db8:bad:1::21) action=(export|bulk_query) .* bytes=\d{10}$`)
 	for l := range strings.Lines(got) {
 		if !attacker.MatchString(strings.TrimSuffix(l, "\n")) {
 			t.Errorf("a match that is not the attacker's transfer: %q", l)
@@ -429,7 +425,8 @@ func TestDumpWritesOneFilePerKindWithProvenance(t *testing.T) {
 		t.Errorf("images.yaml lacks %s", sandbox.OrchestratorImage)
 	}
 	sa := e.read(t, "dump/serviceaccounts.yaml")
-	if !strings.Contains(sa, "serviceAccount: orchestrator") || !strings.Contains(sa, "orchestrator-7b9d5f8c46-x2k9p") {
+	// The orchestrator's pods, named by their Deployment's ReplicaSet.
+	if !strings.Contains(sa, "serviceAccount: orchestrator") || !regexp.MustCompile(`\borchestrator-[a-z0-9]{6,10}-[a-z0-9]{5}\b`).MatchString(sa) {
 		t.Errorf("serviceaccounts.yaml lacks the orchestrator account and its pods:\n%s", sa)
 	}
 	if d := e.read(t, "dump/pod-descriptions.txt"); !strings.Contains(d, "Name:") || !strings.Contains(d, "Env DATABASE_PASSWORD:") || !strings.Contains(d, "<secret orchestrator-db key password>") {
