@@ -8,9 +8,10 @@ package sandbox
 //     template, whose JWT_SECRET and DATABASE_PASSWORD are env vars taken
 //     from Secrets. Env vars are read when a container starts, so the
 //     stand-in reads them (resolving the Secrets) once when it starts and
-//     again only when a rollout of a new Deployment generation has
-//     completed: a rotated Secret takes effect after `kubectl rollout
-//     restart` has replaced the pods, not before.
+//     again when it sees a new Deployment generation, whose pods start
+//     then; that configuration goes live once the rollout has completed. A
+//     rotated Secret takes effect after `kubectl rollout restart` has
+//     replaced the pods, not before. /health reports the generation live.
 //   - It connects to PostgreSQL as the orchestrator role with the password
 //     of its last load, so a password rotated in the database but not in
 //     the Secret makes /health fail.
@@ -69,6 +70,8 @@ type orchestratorAPI struct {
 	loaded     bool  // a configuration was loaded
 	generation int64 // the Deployment generation it was loaded for
 	cfg        orchestratorConfig
+	pending    orchestratorConfig // what pods of generation pendingGen start with
+	pendingGen int64
 	pool       *pgxpool.Pool // orchestrator role, cfg.dbPassword
 	loadErr    error         // the last load's failure, for /health
 }
@@ -149,29 +152,39 @@ func (o *orchestratorAPI) lastErr() error {
 	return o.loadErr
 }
 
-// sync loads the configuration if none is loaded yet, or if a rollout of a
-// Deployment generation other than the loaded one has completed. It
-// reports whether a configuration is loaded.
+// sync loads the configuration if none is loaded yet. Afterwards, when it
+// first sees a new Deployment generation it resolves the configuration the
+// new pods start with, and makes it live once that generation's rollout has
+// completed. It reports whether a configuration is loaded.
 func (o *orchestratorAPI) sync(ctx context.Context) bool {
 	o.mu.RLock()
-	loaded, gen := o.loaded, o.generation
+	loaded, gen, pendingGen := o.loaded, o.generation, o.pendingGen
 	o.mu.RUnlock()
 	dep, err := o.cs.AppsV1().Deployments(DemoNamespace).Get(ctx, OrchestratorDeployment, metav1.GetOptions{})
 	if err != nil {
 		o.setErr(err)
 		return loaded
 	}
-	// The first load stands for the pods starting now; later ones wait
-	// until every pod runs the new template.
-	if loaded && (dep.Generation == gen || !rolloutComplete(dep)) {
+	if loaded && dep.Generation == gen {
 		return true
 	}
-	cfg, err := o.resolve(ctx, dep)
-	if err != nil {
-		o.setErr(err)
-		return loaded
+	if !loaded || dep.Generation != pendingGen {
+		cfg, err := o.resolve(ctx, dep)
+		if err != nil {
+			o.setErr(err)
+			return loaded
+		}
+		o.mu.Lock()
+		o.pending, o.pendingGen = cfg, dep.Generation
+		o.mu.Unlock()
+	}
+	// The first load stands for the pods starting now; later ones wait
+	// until every pod runs the new template.
+	if loaded && !rolloutComplete(dep) {
+		return true
 	}
 	o.mu.Lock()
+	cfg := o.pending
 	old := o.pool
 	if old == nil || cfg.dbPassword != o.cfg.dbPassword {
 		pool, err := o.newPool(cfg.dbPassword)
@@ -355,6 +368,13 @@ func (o *orchestratorAPI) readyPods(ctx context.Context) (int, error) {
 		}
 	}
 	return n, nil
+}
+
+// liveGeneration is the Deployment generation whose configuration is live.
+func (o *orchestratorAPI) liveGeneration() int64 {
+	o.mu.RLock()
+	defer o.mu.RUnlock()
+	return o.generation
 }
 
 // state returns the loaded JWT key and database pool.

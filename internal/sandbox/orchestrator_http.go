@@ -76,7 +76,8 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 func (o *orchestratorAPI) health(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := context.WithTimeout(r.Context(), 5*time.Second)
 	defer cancel()
-	body := map[string]any{"status": "ok"}
+	// generation tells which rollout's configuration the service runs.
+	body := map[string]any{"status": "ok", "generation": o.liveGeneration()}
 	status := http.StatusOK
 	fail := func(part string, err error) {
 		status = http.StatusServiceUnavailable
