@@ -34,10 +34,20 @@ var (
 )
 
 // kcmControllers leaves out the controllers that need a cloud, a network
-// plugin or real volumes: the seed binds its one volume itself. The node
-// lifecycle controller stays, as it lifts the not-ready taint the API server
-// puts on new Nodes.
-const kcmControllers = "*,-nodeipam,-cloud-node-lifecycle,-service,-route,-persistentvolume-binder,-attachdetach"
+// plugin or real volumes (the seed binds its one volume itself), and the
+// node lifecycle controller: its one use here, lifting the not-ready taint
+// the API server puts on new Nodes, the seed does at once; kwok keeps the
+// seeded Nodes Ready; and it would mark the bare Nodes tests create (no
+// kubelet, never Ready) unreachable, and their pods not ready, 50s later.
+const kcmControllers = "*,-nodeipam,-nodelifecycle,-cloud-node-lifecycle,-service,-route,-persistentvolume-binder,-attachdetach"
+
+// kwok simulates the kubelets of the Nodes labelled so (the seeded ones):
+// a Node created without the label, as tests do for a node no kubelet
+// serves, stays without one.
+const (
+	kwokNodeLabel = "kwok.x-k8s.io/node"
+	kwokNodeValue = "fake"
+)
 
 // podCIDR is where kwok takes the simulated pods' addresses from (its
 // default, 10.0.0.1/24, overlaps envtest's Service range).
@@ -143,7 +153,7 @@ func (s *Sandbox) startControllers(binDir string) error {
 	return nil
 }
 
-// startKwok starts kwok, managing every Node, with the fast stages. Start
+// startKwok starts kwok, managing the seeded Nodes, with the fast stages. Start
 // it once the seeded Nodes report Ready: kwok's node-initialize stage then
 // leaves their status (and the log endpoints registered there) alone.
 func (s *Sandbox) startKwok(binDir string) error {
@@ -158,7 +168,8 @@ func (s *Sandbox) startKwok(binDir string) error {
 	args := []string{
 		"--kubeconfig=" + filepath.Join(s.kubeDir, "admin.kubeconfig"),
 		"--config=" + config,
-		"--manage-all-nodes=true",
+		"--manage-all-nodes=false",
+		"--manage-nodes-with-label-selector=" + kwokNodeLabel + "=" + kwokNodeValue,
 		"--cidr=" + podCIDR,
 	}
 	comp, err := startComponent("kwok", filepath.Join(binDir, "kwok"), args, s.kubeDir)

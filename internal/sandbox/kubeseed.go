@@ -112,6 +112,7 @@ func seedNodes(ctx context.Context, cs kubernetes.Interface) error {
 				"kubernetes.io/hostname": name,
 				"kubernetes.io/os":       "linux",
 				"kubernetes.io/arch":     "amd64",
+				kwokNodeLabel:            kwokNodeValue,
 			}},
 		}, createOpts)
 		if err != nil {
@@ -147,8 +148,9 @@ func seedNodes(ctx context.Context, cs kubernetes.Interface) error {
 			return err
 		}
 		// The API server taints a new Node not-ready; the node lifecycle
-		// controller lifts the taint once the Node reports Ready, at its
-		// next pass (up to 5s). Lift it now, as it would.
+		// controller, which the sandbox does not run (see kcmControllers),
+		// would lift the taint once the Node reports Ready. Lift it, as it
+		// would.
 		var taints []corev1.Taint
 		for _, t := range node.Spec.Taints {
 			if t.Key != corev1.TaintNodeNotReady {
@@ -157,7 +159,7 @@ func seedNodes(ctx context.Context, cs kubernetes.Interface) error {
 		}
 		if len(taints) != len(node.Spec.Taints) {
 			node.Spec.Taints = taints
-			if _, err := cs.CoreV1().Nodes().Update(ctx, node, updateOpts); err != nil && !apierrors.IsConflict(err) {
+			if _, err := cs.CoreV1().Nodes().Update(ctx, node, updateOpts); err != nil {
 				return err
 			}
 		}

@@ -224,10 +224,13 @@ func seedForensics(ctx context.Context, cs kubernetes.Interface) error {
 	return err
 }
 
-// seedNodeExporter creates the monitoring DaemonSet: one pod per node.
+// seedNodeExporter creates the monitoring DaemonSet: one pod per Linux
+// node (the upstream manifests' selector; it also keeps the DaemonSet off
+// the bare Nodes tests create).
 func seedNodeExporter(ctx context.Context, cs kubernetes.Interface) error {
 	labels := map[string]string{"app": "node-exporter"}
 	spec := corev1.PodSpec{
+		NodeSelector:                  map[string]string{corev1.LabelOSStable: "linux"},
 		TerminationGracePeriodSeconds: noGracePeriod,
 		Containers: []corev1.Container{{
 			Name:  "node-exporter",

@@ -128,18 +128,28 @@ func updateNodeStatus(t *testing.T, cs kubernetes.Interface, name string, mutate
 	}
 }
 
-// daemonSetRef creates a DaemonSet (the drain library looks it up) and
-// returns the controller reference its pods carry.
-func (f *fixture) daemonSetRef() *metav1.OwnerReference {
+// daemonSetRef creates a DaemonSet for node (the drain library looks it
+// up) and returns the controller reference its pods carry. It targets node
+// alone and replaces pods only when they are deleted, so the DaemonSet
+// controller leaves the test's pod as it is.
+func (f *fixture) daemonSetRef(node string) *metav1.OwnerReference {
 	f.t.Helper()
 	lbls := map[string]string{"app": "agent"}
 	ds, err := f.cs.AppsV1().DaemonSets(f.ns).Create(f.t.Context(), &appsv1.DaemonSet{
 		ObjectMeta: metav1.ObjectMeta{Name: "agent"},
 		Spec: appsv1.DaemonSetSpec{
-			Selector: &metav1.LabelSelector{MatchLabels: lbls},
+			Selector:       &metav1.LabelSelector{MatchLabels: lbls},
+			UpdateStrategy: appsv1.DaemonSetUpdateStrategy{Type: appsv1.OnDeleteDaemonSetStrategyType},
 			Template: corev1.PodTemplateSpec{
 				ObjectMeta: metav1.ObjectMeta{Labels: lbls},
-				Spec:       corev1.PodSpec{Containers: []corev1.Container{{Name: "agent", Image: "example.invalid/agent:1"}}},
+				Spec: corev1.PodSpec{
+					Affinity: &corev1.Affinity{NodeAffinity: &corev1.NodeAffinity{
+						RequiredDuringSchedulingIgnoredDuringExecution: &corev1.NodeSelector{NodeSelectorTerms: []corev1.NodeSelectorTerm{{
+							MatchFields: []corev1.NodeSelectorRequirement{{Key: "metadata.name", Operator: corev1.NodeSelectorOpIn, Values: []string{node}}},
+						}}},
+					}},
+					Containers: []corev1.Container{{Name: "agent", Image: "example.invalid/agent:1"}},
+				},
 			},
 		},
 	}, metav1.CreateOptions{})
@@ -257,7 +267,7 @@ func TestDrainEvictsCordonsAndUndoUncordons(t *testing.T) {
 	node := f.node(false)
 	web := []string{f.podOn(node, f.controllerRef(), nil, false), f.podOn(node, f.controllerRef(), nil, false)}
 	scratch := f.podOn(node, f.controllerRef(), nil, true)
-	agent := f.podOn(node, f.daemonSetRef(), map[string]string{"app": "agent"}, false)
+	agent := f.podOn(node, f.daemonSetRef(node), map[string]string{"app": "agent"}, false)
 	// A quarantined pod stays where it is, as evidence.
 	quarantined := f.podOn(node, f.controllerRef(), map[string]string{"quarantine": "true"}, false)
 	a := Drain{}
