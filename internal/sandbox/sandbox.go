@@ -13,7 +13,10 @@
 // in for what the incident runbooks need beyond that, in the process that
 // runs the sandbox: a log endpoint registered as each seeded Node's
 // kubelet, which the real API server proxies pods/log to (kubelet.go), and
-// a snapshot controller for the sandbox's CSI driver (snapshots.go).
+// a snapshot controller for the sandbox's CSI driver (snapshots.go). When
+// seeded, the same process serves a stand-in of the orchestrator's API, the
+// service under attack (orchestrator.go); Options.APILatency puts a delaying
+// proxy in front of kube-apiserver (latency.go).
 package sandbox
 
 import (
