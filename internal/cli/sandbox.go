@@ -14,6 +14,7 @@ import (
 func newSandboxCmd(f *factory) *cobra.Command {
 	var dir, binDir string
 	var seed bool
+	var latency time.Duration
 	cmd := &cobra.Command{
 		Use:   "sandbox",
 		Short: "Run a local sandbox of real servers (a small Kubernetes cluster, PostgreSQL) with a demo platform",
@@ -27,6 +28,15 @@ the cluster. Pods are scheduled, become Running and Ready, roll out and are
 replaced as in a real cluster, but no container runs: a stand-in kubelet log
 endpoint on each seeded node serves the platform's logs, and a stand-in
 snapshot controller readies VolumeSnapshots of the sandbox's CSI volumes.
+
+When seeded, it also serves a stand-in of the orchestrator's API on
+127.0.0.1 (ORCHESTRATOR_URL in DIR/env): it accepts the database's API keys
+(not revoked) and JWTs signed with the key the orchestrator's running pods
+were started with, refuses disabled users, writes an audit_events row per
+request (the caller's address from X-Forwarded-For) and answers /health.
+
+--api-latency puts a proxy delaying traffic in each direction between the
+clients of DIR/kubeconfig and kube-apiserver, as a remote control plane.
 
 The server binaries come from ` + "`make sandbox-bins`" + ` (./bin, or --bin-dir, or
 IRCTL_SANDBOX_BINS).`,
@@ -44,7 +54,7 @@ IRCTL_SANDBOX_BINS).`,
 				return err
 			}
 			abs, _ := filepath.Abs(dir)
-			o := sandbox.Options{BinDir: binDir, Dir: abs, Seed: seed, Log: f.io.ErrOut}
+			o := sandbox.Options{BinDir: binDir, Dir: abs, Seed: seed, Log: f.io.ErrOut, APILatency: latency}
 			if err := sandbox.Up(cmd.Context(), exe, o, 3*time.Minute); err != nil {
 				return err
 			}
@@ -53,6 +63,7 @@ IRCTL_SANDBOX_BINS).`,
 		},
 	}
 	up.Flags().BoolVar(&seed, "seed", true, "seed the demo platform")
+	up.Flags().DurationVar(&latency, "api-latency", 0, "delay added in each direction between the written kubeconfig's clients and kube-apiserver, as to a remote control plane (e.g. 1ms)")
 
 	serve := &cobra.Command{
 		Use:    "serve",
@@ -61,10 +72,11 @@ IRCTL_SANDBOX_BINS).`,
 		Args:   cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			abs, _ := filepath.Abs(dir)
-			return sandbox.Serve(cmd.Context(), sandbox.Options{BinDir: binDir, Dir: abs, Seed: seed, Log: f.io.ErrOut})
+			return sandbox.Serve(cmd.Context(), sandbox.Options{BinDir: binDir, Dir: abs, Seed: seed, Log: f.io.ErrOut, APILatency: latency})
 		},
 	}
 	serve.Flags().BoolVar(&seed, "seed", true, "seed the demo platform")
+	serve.Flags().DurationVar(&latency, "api-latency", 0, "delay added in each direction in front of kube-apiserver")
 
 	down := &cobra.Command{
 		Use:   "down",

@@ -27,7 +27,8 @@ const (
 	DefaultDownTimeout = 30 * time.Second
 )
 
-// Up starts `exe sandbox serve --dir DIR --seed=BOOL [--bin-dir BIN]` in
+// Up starts `exe sandbox serve --dir DIR --seed=BOOL [--bin-dir BIN]
+// [--api-latency D]` in
 // the background (a new session; stdin /dev/null; stdout and stderr to
 // DIR/serve.log), records its pid in DIR/serve.pid and waits until it has
 // written DIR/ready. --seed is always passed, so the CLI's default for it
@@ -70,6 +71,9 @@ func Up(ctx context.Context, exe string, o Options, timeout time.Duration) error
 	}
 
 	args := []string{"sandbox", "serve", "--dir", dir, "--seed=" + strconv.FormatBool(o.Seed)}
+	if o.APILatency > 0 {
+		args = append(args, "--api-latency", o.APILatency.String())
+	}
 	if o.BinDir != "" {
 		bin, err := filepath.Abs(o.BinDir)
 		if err != nil {

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io/fs"
 	"net"
+	"net/http"
 	"net/url"
 	"os"
 	"os/exec"
@@ -46,6 +47,15 @@ func TestServe(t *testing.T) {
 	env := checkStateDir(t, dir)
 	kubeAddr, pgAddr := checkServers(t, env)
 	kubeletAddrs := kubeletAddrs(t, env)
+	orchURL, err := url.Parse(env["ORCHESTRATOR_URL"])
+	if err != nil || orchURL.Host == "" {
+		t.Fatalf("ORCHESTRATOR_URL = %q in a seeded sandbox's env (%v)", env["ORCHESTRATOR_URL"], err)
+	}
+	if resp, err := http.Get(env["ORCHESTRATOR_URL"] + "/health"); err != nil {
+		t.Errorf("orchestrator stand-in: %v", err)
+	} else {
+		resp.Body.Close()
+	}
 	if len(kubeletAddrs) != len(sandbox.NodeNames) {
 		t.Errorf("kubelet endpoints %v, want one per seeded node", kubeletAddrs)
 	}
@@ -65,7 +75,7 @@ func TestServe(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(dir, "ready")); !errors.Is(err, fs.ErrNotExist) {
 		t.Errorf("ready file left behind: %v", err)
 	}
-	checkClosed(t, append([]string{kubeAddr, pgAddr}, kubeletAddrs...)...)
+	checkClosed(t, append([]string{kubeAddr, pgAddr, orchURL.Host}, kubeletAddrs...)...)
 	// Stop waits for them; give those that were returning a moment.
 	for i := 0; simulationGoroutines() > before; i++ {
 		if i == 20 {
@@ -106,7 +116,8 @@ func kubeletAddrs(t *testing.T, env map[string]string) []string {
 func simulationGoroutines() int {
 	n := 0
 	for _, g := range strings.Split(goroutines(), "\n\n") {
-		for _, f := range []string{"sandbox.(*kubelets)", "sandbox.startKubelets", "sandbox.startSnapshotController", "sandbox.(*snapshotController)"} {
+		for _, f := range []string{"sandbox.(*kubelets)", "sandbox.startKubelets", "sandbox.startSnapshotController", "sandbox.(*snapshotController)",
+			"sandbox.startOrchestratorAPI", "sandbox.(*orchestratorAPI)"} {
 			if strings.Contains(g, f) {
 				n++
 				break
@@ -130,7 +141,8 @@ func TestUpDown(t *testing.T) {
 		t.Fatal(err)
 	}
 	dir := filepath.Join(t.TempDir(), "state")
-	o := sandbox.Options{BinDir: bin, Dir: dir, Log: testWriter{t}}
+	// Clients of the kubeconfig go through a latency proxy.
+	o := sandbox.Options{BinDir: bin, Dir: dir, Log: testWriter{t}, APILatency: 2 * time.Millisecond}
 	if err := sandbox.Up(t.Context(), exe, o, 2*time.Minute); err != nil {
 		t.Fatalf("Up: %v", err)
 	}
@@ -142,6 +154,9 @@ func TestUpDown(t *testing.T) {
 	}
 	env := checkStateDir(t, dir)
 	kubeAddr, pgAddr := checkServers(t, env)
+	if log, _ := os.ReadFile(filepath.Join(dir, "serve.log")); !strings.Contains(string(log), "latency proxy at "+kubeAddr+"\n") {
+		t.Errorf("the kubeconfig's server %s is not the latency proxy; serve.log:\n%s", kubeAddr, log)
+	}
 	procs := sandboxProcesses(t, dir)
 
 	if err := sandbox.Down(dir, 60*time.Second); err != nil {

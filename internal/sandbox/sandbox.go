@@ -13,7 +13,10 @@
 // in for what the incident runbooks need beyond that, in the process that
 // runs the sandbox: a log endpoint registered as each seeded Node's
 // kubelet, which the real API server proxies pods/log to (kubelet.go), and
-// a snapshot controller for the sandbox's CSI driver (snapshots.go).
+// a snapshot controller for the sandbox's CSI driver (snapshots.go). When
+// seeded, the same process serves a stand-in of the orchestrator's API, the
+// service under attack (orchestrator.go); Options.APILatency puts a delaying
+// proxy in front of kube-apiserver (latency.go).
 package sandbox
 
 import (
@@ -62,23 +65,32 @@ type Options struct {
 	Seed bool
 	// Log receives progress lines; nil discards them.
 	Log io.Writer
+	// APILatency, when positive, puts a LatencyProxy adding this delay in
+	// each direction in front of kube-apiserver, and points the written
+	// kubeconfig (KubeconfigPath) at it: a remote control plane for
+	// benchmarks. RESTConfig, which the sandbox's own clients use, stays
+	// direct.
+	APILatency time.Duration
 }
 
 // Sandbox is a running sandbox. Stop it to end its processes and delete
 // their data.
 type Sandbox struct {
-	RESTConfig       *rest.Config // admin (system:masters), 1000 QPS
-	KubeconfigPath   string       // Dir/kubeconfig, for the admin user
-	DatabaseURL      string       // the application role: postgres://orchestrator:PASS@127.0.0.1:PORT/orchestrator?sslmode=disable
-	AdminDatabaseURL string       // the superuser postgres (password auth) on the same server
-	DBPassword       string       // the orchestrator role's password, also in Secret orchestrator-db
-	PostgresLog      string       // the PostgreSQL server's log, for tests of what it logged
+	RESTConfig       *rest.Config  // admin (system:masters), 1000 QPS
+	KubeconfigPath   string        // Dir/kubeconfig, for the admin user
+	DatabaseURL      string        // the application role: postgres://orchestrator:PASS@127.0.0.1:PORT/orchestrator?sslmode=disable
+	AdminDatabaseURL string        // the superuser postgres (password auth) on the same server
+	DBPassword       string        // the orchestrator role's password, also in Secret orchestrator-db
+	OrchestratorURL  string        // the orchestrator API stand-in (orchestrator.go), when seeded
+	APIProxy         *LatencyProxy // in front of kube-apiserver, when Options.APILatency > 0
+	PostgresLog      string        // the PostgreSQL server's log, for tests of what it logged
 
 	env       *envtest.Environment
 	pg        *postgresServer
 	cluster   cluster             // controller manager, scheduler, kwok
 	kubelets  *kubelets           // when seeded
 	snapshots *snapshotController // once the sandbox is up
+	orchAPI   *orchestratorAPI    // when seeded
 	kubeDir   string              // etcd's data, kube-apiserver's certificates, the servers' logs
 	ownDir    string              // the state dir, when Start made it
 	stopOnce  sync.Once
@@ -242,6 +254,9 @@ func Start(ctx context.Context, o Options) (_ *Sandbox, err error) {
 			return nil, err
 		}
 	}
+	if err := s.startServices(ctx, o, logf); err != nil {
+		return nil, err
+	}
 	if err := s.writeFiles(dir); err != nil {
 		return nil, err
 	}
@@ -369,12 +384,20 @@ func loadCRDs() ([]*apiextensionsv1.CustomResourceDefinition, error) {
 // writeFiles writes dir/kubeconfig and dir/env.
 func (s *Sandbox) writeFiles(dir string) error {
 	s.KubeconfigPath = filepath.Join(dir, "kubeconfig")
-	if err := writeAdminKubeconfig(s.KubeconfigPath, s.RESTConfig); err != nil {
+	kcfg := s.RESTConfig
+	if s.APIProxy != nil {
+		kcfg = rest.CopyConfig(s.RESTConfig)
+		kcfg.Host = "https://" + s.APIProxy.Addr
+	}
+	if err := writeAdminKubeconfig(s.KubeconfigPath, kcfg); err != nil {
 		return err
 	}
 	env := fmt.Sprintf("# irctl sandbox: source this file (. %s) to point kubectl, psql and irctl at it.\n"+
 		"export KUBECONFIG=%s\nexport IRCTL_DATABASE_URL=%s\n",
 		shellQuote(filepath.Join(dir, "env")), shellQuote(s.KubeconfigPath), shellQuote(s.DatabaseURL))
+	if s.OrchestratorURL != "" {
+		env += fmt.Sprintf("export ORCHESTRATOR_URL=%s\n", shellQuote(s.OrchestratorURL))
+	}
 	return writeFileAtomic(filepath.Join(dir, "env"), []byte(env))
 }
 
@@ -395,6 +418,12 @@ func (s *Sandbox) AddKubeUser(name string, groups []string) (*rest.Config, error
 func (s *Sandbox) Stop() error {
 	s.stopOnce.Do(func() {
 		// First what talks to the API server, while it still answers.
+		if s.orchAPI != nil {
+			s.orchAPI.stop()
+		}
+		if s.APIProxy != nil {
+			_ = s.APIProxy.Close()
+		}
 		s.cluster.stop()
 		if s.snapshots != nil {
 			s.snapshots.stop()

@@ -47,12 +47,13 @@ func fakeServe(args []string) int {
 	dir := fs.String("dir", "", "")
 	binDir := fs.String("bin-dir", "", "")
 	seed := fs.Bool("seed", false, "")
+	latency := fs.Duration("api-latency", 0, "")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
 	defer stop()
-	if err := sandbox.Serve(ctx, sandbox.Options{Dir: *dir, BinDir: *binDir, Seed: *seed, Log: os.Stdout}); err != nil {
+	if err := sandbox.Serve(ctx, sandbox.Options{Dir: *dir, BinDir: *binDir, Seed: *seed, Log: os.Stdout, APILatency: *latency}); err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
