@@ -51,6 +51,7 @@ func NewClients(cfg *rest.Config, userAgent string) (*Clients, error) {
 		cfg.Timeout = 60 * time.Second
 	}
 	cfg.UserAgent = userAgent
+	cfg.Wrap(WrapNoBlindResend) // writes are retried by Write, after a re-read
 	// Built-in types travel as protobuf: the API server encodes, and irctl
 	// decodes, a pod list or a patched pod several times faster than as
 	// JSON, which is most of the cost of quarantining thousands of pods.
