@@ -146,3 +146,7 @@ func pause(ctx context.Context, wait int, err error) bool {
 		return false
 	}
 }
+
+// Retry is Write for a call that changes nothing (a server dry run), which
+// is safe to repeat as it is after an uncertain failure.
+func Retry(ctx context.Context, call func() error) error { return Write(ctx, call, nil) }

@@ -232,7 +232,12 @@ func (Isolate) Plan(ctx context.Context, env *action.Env, p runbook.Params) (*ac
 	if !plan.Noop {
 		// A server dry run shows what the apply would leave, fields of
 		// other managers included, and catches what validation rejects.
-		res, err := policies.Apply(ctx, iso.applyConfig(), metav1.ApplyOptions{FieldManager: kube.FieldManager, Force: true, DryRun: []string{metav1.DryRunAll}})
+		var res *networkingv1.NetworkPolicy
+		err := kube.Retry(ctx, func() error {
+			var err error
+			res, err = policies.Apply(ctx, iso.applyConfig(), metav1.ApplyOptions{FieldManager: kube.FieldManager, Force: true, DryRun: []string{metav1.DryRunAll}})
+			return err
+		})
 		if err != nil {
 			return nil, fmt.Errorf("apply NetworkPolicy %s (server dry run): %s", where, kube.Short(err))
 		}
