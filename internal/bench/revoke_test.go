@@ -28,7 +28,7 @@ const revokeSQL = `UPDATE api_keys SET revoked_at = now() WHERE revoked_at IS NU
 // seedKeys replaces the rows of api_keys with n active keys, two of them
 // the break-glass keys, the same rows every time, then vacuums, analyses
 // and checkpoints, so each run starts from the same table on disk.
-func seedKeys(ctx context.Context, url string, n int) error {
+func seedKeys(ctx context.Context, url, adminURL string, n int) error {
 	conn, err := pgx.Connect(ctx, url)
 	if err != nil {
 		return err
@@ -43,7 +43,6 @@ func seedKeys(ctx context.Context, url string, n int) error {
 		        timestamptz '2026-01-01' + g * interval '1 second', timestamptz '2026-06-01' + g * interval '1 second'
 		 FROM generate_series(1, $1::int) AS g`,
 		`VACUUM (ANALYZE) api_keys`,
-		`CHECKPOINT`,
 	} {
 		args := []any{}
 		if strings.Contains(q, "$1") {
@@ -53,7 +52,14 @@ func seedKeys(ctx context.Context, url string, n int) error {
 			return fmt.Errorf("seeding api_keys: %w", err)
 		}
 	}
-	return nil
+	// The seed's dirty pages are written now, not during the next run.
+	admin, err := pgx.Connect(ctx, adminURL)
+	if err != nil {
+		return err
+	}
+	defer admin.Close(ctx)
+	_, err = admin.Exec(ctx, `CHECKPOINT`)
+	return err
 }
 
 // activeKeys counts the keys not revoked.
@@ -125,7 +131,8 @@ func BenchmarkRevoke1M(b *testing.B) {
 	if err := os.WriteFile(rbPath, revokeRunbook(b), 0o600); err != nil {
 		b.Fatal(err)
 	}
-	b.Cleanup(func() { sandboxtest.ResetDB(b, sb) })
+	// The other benchmarks and tests of this binary expect the seed's rows.
+	defer sandboxtest.ResetDB(b, sb)
 
 	runs := 0
 	var irctlStep time.Duration
@@ -173,7 +180,7 @@ func BenchmarkRevoke1M(b *testing.B) {
 	for i := 0; i < b.N; i++ {
 		for _, tool := range []string{"psql", "irctl", "irctl", "psql"} {
 			b.StopTimer()
-			if err := seedKeys(ctx, sb.DatabaseURL, revokeKeys); err != nil {
+			if err := seedKeys(ctx, sb.DatabaseURL, sb.AdminDatabaseURL, revokeKeys); err != nil {
 				b.Fatal(err)
 			}
 			b.StartTimer()

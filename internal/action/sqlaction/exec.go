@@ -34,6 +34,7 @@ func (Exec) Spec() runbook.Spec {
 			{Name: "guard_args", Type: runbook.Any, Description: "values bound to the guard's placeholders"},
 			{Name: "guard_message", Type: runbook.String, Description: "what a false guard means, for the error"},
 			{Name: "max_rows", Type: runbook.Int, Description: "refuse (roll back) when more rows than this would change"},
+			{Name: "count", Type: runbook.String, Description: "a query returning how many rows the write would change, with the same args; the plan runs it instead of the write rolled back, which would double the work of a large write (the guard then runs before COMMIT only)"},
 			{Name: "irreversible", Type: runbook.String, Description: "why irctl undo cannot reverse this write"},
 		},
 	}
@@ -42,7 +43,13 @@ func (Exec) Spec() runbook.Spec {
 type execState struct{ rows int64 }
 
 func (e Exec) Plan(ctx context.Context, env *action.Env, p runbook.Params) (*action.Plan, error) {
-	rows, err := e.run(ctx, env, p, false)
+	var rows int64
+	var err error
+	if q := p.String("count"); q != "" {
+		rows, err = e.count(ctx, env, p, q)
+	} else {
+		rows, err = e.run(ctx, env, p, false)
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -118,6 +125,30 @@ func (Exec) run(ctx context.Context, env *action.Env, p runbook.Params, commit b
 		}
 		return nil
 	})
+	return rows, err
+}
+
+// count runs the step's count query with the statement's args, in a
+// transaction that is rolled back.
+func (Exec) count(ctx context.Context, env *action.Env, p runbook.Params, q string) (int64, error) {
+	args, err := BindArgs(p["args"])
+	if err != nil {
+		return 0, fmt.Errorf("args: %w", err)
+	}
+	pool, err := env.DB(ctx)
+	if err != nil {
+		return 0, err
+	}
+	var rows int64
+	err = db.InTx(ctx, pool, false, func(tx pgx.Tx) error {
+		if err := tx.QueryRow(ctx, q, args...).Scan(&rows); err != nil {
+			return fmt.Errorf("count: %s", db.Describe(err))
+		}
+		return nil
+	})
+	if err == nil && p.Has("max_rows") && rows > p.Int("max_rows") {
+		err = fmt.Errorf("would change %d rows, more than max_rows %d", rows, p.Int("max_rows"))
+	}
 	return rows, err
 }
 
