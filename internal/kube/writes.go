@@ -23,6 +23,9 @@ const (
 	WriteAttempts    = 8
 )
 
+// The backoff pause uses; tests shorten it.
+var backoffBase, backoffCap = WriteBackoffBase, WriteBackoffCap
+
 // RetryAfterHeader carries a write response's Retry-After once
 // noBlindResend has taken it away from client-go.
 const RetryAfterHeader = "Irctl-Retry-After"
@@ -129,11 +132,10 @@ func pause(ctx context.Context, wait int, err error) bool {
 	if wait >= 2*WriteAttempts {
 		return false
 	}
-	d := WriteBackoffBase << min(wait, 10)
-	if s, ok := apierrors.SuggestsClientDelay(err); ok && time.Duration(s)*time.Second > d {
-		d = time.Duration(s) * time.Second
+	d := min(backoffBase<<min(wait, 10), backoffCap)
+	if s, ok := apierrors.SuggestsClientDelay(err); ok {
+		d = max(d, min(time.Duration(s)*time.Second, WriteBackoffCap))
 	}
-	d = min(d, WriteBackoffCap)
 	if dl, ok := ctx.Deadline(); ok && time.Until(dl) < d {
 		return false
 	}
