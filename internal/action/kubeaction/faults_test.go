@@ -6,6 +6,7 @@ import (
 	"strings"
 	"testing"
 
+	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"irctl.dev/irctl/internal/action"
@@ -16,14 +17,14 @@ import (
 	"irctl.dev/irctl/internal/sandbox/sandboxtest"
 )
 
-// lossy returns a copy of the fixture whose clients go through a proxy
-// that lets every write in the namespace (and to the node) reach the
-// server and then loses the response: a 500 or a dropped connection.
-func (f *fixture) lossy(node string) (*fixture, *faultproxy.Proxy) {
-	f.t.Helper()
-	inNS := faultproxy.InNamespace(f.ns)
+// lossyClients returns clients through a proxy that lets every write in
+// namespace ns (and to node, if given) reach the server and then loses the
+// response: a 500 or a dropped connection.
+func lossyClients(t *testing.T, ns, node string) (*kube.Clients, *faultproxy.Proxy) {
+	t.Helper()
+	inNS := faultproxy.InNamespace(ns)
 	p, err := faultproxy.Start(faultproxy.Options{
-		Upstream: sandboxtest.Get(f.t).RESTConfig,
+		Upstream: sandboxtest.Get(t).RESTConfig,
 		// Server dry runs change nothing; they are left alone, or every
 		// one of the isolate plan's would fail.
 		Match: func(r *http.Request) bool {
@@ -34,13 +35,20 @@ func (f *fixture) lossy(node string) (*fixture, *faultproxy.Proxy) {
 		Seed:          7,
 	})
 	if err != nil {
-		f.t.Fatal(err)
+		t.Fatal(err)
 	}
-	f.t.Cleanup(p.Close)
+	t.Cleanup(p.Close)
 	clients, err := kube.NewClients(p.Config(), "irctl-test")
 	if err != nil {
-		f.t.Fatal(err)
+		t.Fatal(err)
 	}
+	return clients, p
+}
+
+// lossy is the fixture with lossyClients.
+func (f *fixture) lossy(node string) (*fixture, *faultproxy.Proxy) {
+	f.t.Helper()
+	clients, p := lossyClients(f.t, f.ns, node)
 	g := *f
 	g.clients = clients
 	return &g, p
@@ -135,4 +143,41 @@ func TestWritesWhoseResponseIsLostAreNotRepeated(t *testing.T) {
 	}
 	once(t, "cordon undo", p, 1)
 	t.Logf("faults injected and survived: %d, all responses lost after the write: %v", len(p.Injected()), p.Counts())
+}
+
+// TestForensicCopyWhoseResponseIsLostIsKept: a create whose response is
+// lost finds its own object on the read back: the copy counts as made,
+// stays in the undo record and is recorded as evidence, created once.
+func TestForensicCopyWhoseResponseIsLostIsKept(t *testing.T) {
+	e := newEvEnv(t)
+	orig := &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Name: "app-1", Labels: map[string]string{"app": "orchestrator"}},
+		Spec:       corev1.PodSpec{NodeName: "node-a", Containers: []corev1.Container{{Name: "app", Image: sandbox.OrchestratorImage}}},
+	}
+	if _, err := e.c.Core.CoreV1().Pods(e.ns).Create(t.Context(), orig, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	clients, p := lossyClients(t, e.ns, "")
+	env := *e.Env
+	env.Kube = func() (*kube.Clients, error) { return clients, nil }
+	_, res := run(t, DebugCopy{}, &env, runbook.Params{"namespace": e.ns, "selector": "app=orchestrator"})
+	var u copyUndo
+	_ = json.Unmarshal(res.Undo, &u)
+	if res.Changed != 1 || len(res.Failed) != 0 || len(u.Copies) != 1 {
+		t.Fatalf("debug copy: %+v", res)
+	}
+	once(t, "debug copy", p, 1)
+	e.verify(t)
+	if s := e.read(t, "forensic-copies/"+e.ns+"/app-1.yaml"); !strings.Contains(s, "name: "+CopyName("app-1", testIncident)) {
+		t.Error("evidence lacks the copy")
+	}
+	out, err := (DebugCopy{}).Undo(t.Context(), &env, res.Undo)
+	if err != nil || out.Changed != 1 || len(out.Failed) != 0 {
+		t.Fatalf("undo: %+v %v", out, err)
+	}
+	once(t, "debug copy undo", p, 1)
+	if _, err := e.c.Core.CoreV1().Pods(e.ns).Get(t.Context(), u.Copies[0].Name, metav1.GetOptions{}); err == nil {
+		t.Error("undo left the copy")
+	}
+	t.Logf("faults injected and survived: %d (%v)", len(p.Injected()), p.Counts())
 }
