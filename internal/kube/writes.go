@@ -135,6 +135,10 @@ func pause(ctx context.Context, wait int, err error) bool {
 	d := min(backoffBase<<min(wait, 10), backoffCap)
 	if s, ok := apierrors.SuggestsClientDelay(err); ok {
 		d = max(d, min(time.Duration(s)*time.Second, WriteBackoffCap))
+	} else if apierrors.IsTooManyRequests(err) {
+		// Priority and fairness answers 429 in plain text, its Retry-After
+		// (1 s) in the header noBlindResend moved: wait as long.
+		d = max(d, time.Second)
 	}
 	if dl, ok := ctx.Deadline(); ok && time.Until(dl) < d {
 		return false
