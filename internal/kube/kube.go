@@ -60,6 +60,7 @@ func NewClients(cfg *rest.Config, userAgent string) (*Clients, error) {
 	cfg = rest.CopyConfig(cfg)
 	cfg.QPS, cfg.Burst = QPS, Burst
 	cfg.UserAgent = userAgent
+	cfg.Wrap(WrapNoBlindResend) // writes are retried by Write, after a re-read
 	streamCfg := rest.CopyConfig(cfg)
 	if cfg.Timeout == 0 {
 		cfg.Timeout = requestTimeout

@@ -303,8 +303,15 @@ func (d DebugCopy) Apply(ctx context.Context, env *action.Env, p runbook.Params,
 	env.Progress.Start(int64(len(plans)), "copies")
 	action.ForEach(ctx, Workers, len(plans), func(i int) {
 		pl := plans[i]
-		got, err := c.Core.CoreV1().Pods(ns).Create(ctx, pl.Copy, metav1.CreateOptions{FieldManager: kube.FieldManager, DryRun: kube.DryRunOpt(dry)})
-		if err == nil && !dry {
+		pods := c.Core.CoreV1().Pods(ns)
+		got, made, err := createOwn(ctx, func() (*corev1.Pod, error) {
+			return pods.Create(ctx, pl.Copy, metav1.CreateOptions{FieldManager: kube.FieldManager, DryRun: kube.DryRunOpt(dry)})
+		}, func() (*corev1.Pod, error) {
+			return pods.Get(ctx, pl.Copy.Name, metav1.GetOptions{})
+		}, func(cur *corev1.Pod) bool {
+			return cur.Annotations["irctl.dev/forensic-copy-of-uid"] == string(pl.Original.UID) && cur.Annotations[AnnoIncident] == pl.Copy.Annotations[AnnoIncident]
+		}, dry)
+		if err == nil && made && !dry {
 			err = recordCopy(store, c, &pl.Original, got)
 		}
 		env.Progress.Add(1)
@@ -314,7 +321,9 @@ func (d DebugCopy) Apply(ctx context.Context, env *action.Env, p runbook.Params,
 			failed = append(failed, action.Failure{Target: ns + "/" + pl.Copy.Name, Error: kube.Short(err)})
 			return
 		}
-		created = append(created, copiedPodID{Name: got.Name, UID: got.UID})
+		if made {
+			created = append(created, copiedPodID{Name: got.Name, UID: got.UID})
+		}
 	})
 	sort.Slice(created, func(i, j int) bool { return created[i].Name < created[j].Name })
 	sort.Slice(failed, func(i, j int) bool { return failed[i].Target < failed[j].Target })
@@ -370,8 +379,19 @@ func (DebugCopy) Undo(ctx context.Context, env *action.Env, raw json.RawMessage)
 	deleted := 0
 	for _, x := range u.Copies {
 		uid := x.UID
-		err := c.Core.CoreV1().Pods(u.Namespace).Delete(ctx, x.Name, metav1.DeleteOptions{
-			Preconditions: &metav1.Preconditions{UID: &uid}, DryRun: kube.DryRunOpt(dry),
+		pods := c.Core.CoreV1().Pods(u.Namespace)
+		// A delete whose response is lost is read back: gone is done.
+		err := kube.Write(ctx, func() error {
+			return pods.Delete(ctx, x.Name, metav1.DeleteOptions{Preconditions: &metav1.Preconditions{UID: &uid}, DryRun: kube.DryRunOpt(dry)})
+		}, func() (bool, error) {
+			cur, err := pods.Get(ctx, x.Name, metav1.GetOptions{})
+			switch {
+			case apierrors.IsNotFound(err) && !dry:
+				return true, nil
+			case err == nil && cur.UID != uid:
+				return false, errReplaced
+			}
+			return false, err
 		})
 		if err != nil && !apierrors.IsNotFound(err) {
 			failed = append(failed, action.Failure{Target: u.Namespace + "/" + x.Name, Error: kube.Short(err)})

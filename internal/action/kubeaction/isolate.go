@@ -3,6 +3,7 @@ package kubeaction
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"sort"
 	"strings"
@@ -222,7 +223,12 @@ func (Isolate) Plan(ctx context.Context, env *action.Env, p runbook.Params) (*ac
 	if !plan.Noop {
 		// A server dry run shows what the apply would leave, fields of
 		// other managers included, and catches what validation rejects.
-		res, err := policies.Apply(ctx, iso.applyConfig(), metav1.ApplyOptions{FieldManager: kube.FieldManager, Force: true, DryRun: []string{metav1.DryRunAll}})
+		var res *networkingv1.NetworkPolicy
+		err := kube.Retry(ctx, func() error {
+			var err error
+			res, err = policies.Apply(ctx, iso.applyConfig(), metav1.ApplyOptions{FieldManager: kube.FieldManager, Force: true, DryRun: []string{metav1.DryRunAll}})
+			return err
+		})
 		if err != nil {
 			return nil, fmt.Errorf("apply NetworkPolicy %s (server dry run): %s", where, kube.Short(err))
 		}
@@ -329,23 +335,47 @@ func (Isolate) Apply(ctx context.Context, env *action.Env, p runbook.Params, pla
 	where := iso.namespace + "/" + iso.name
 	dry := kube.DryRunOpt(env.DryRun == action.DryRunServer)
 	policies := c.Core.NetworkingV1().NetworkPolicies(iso.namespace)
-	res, err := policies.Apply(ctx, iso.applyConfig(), metav1.ApplyOptions{FieldManager: kube.FieldManager, Force: true, DryRun: dry})
+	want := iso.desiredSpec()
+	// After an uncertain write the policy is read again: one that is in
+	// place with exactly the quarantine spec is the write having worked.
+	var res *networkingv1.NetworkPolicy
+	inPlace := func() (bool, error) {
+		if dry != nil {
+			return false, nil // a server dry run leaves nothing to find
+		}
+		cur, err := policies.Get(ctx, iso.name, metav1.GetOptions{})
+		if apierrors.IsNotFound(err) {
+			return false, nil
+		}
+		if err != nil {
+			return false, err
+		}
+		res = cur
+		return equality.Semantic.DeepEqual(cur.Spec, want), nil
+	}
+	err = kube.Write(ctx, func() error {
+		var err error
+		res, err = policies.Apply(ctx, iso.applyConfig(), metav1.ApplyOptions{FieldManager: kube.FieldManager, Force: true, DryRun: dry})
+		return err
+	}, inPlace)
 	if err != nil {
 		return nil, fmt.Errorf("apply NetworkPolicy %s: %s", where, kube.Short(err))
 	}
 	// Server-side apply leaves alone the fields irctl does not set, such as
 	// ingress rules another manager added; any of them would let traffic
 	// through, so the spec is then replaced whole.
-	if want := iso.desiredSpec(); !equality.Semantic.DeepEqual(res.Spec, want) {
-		err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
-			cur, err := policies.Get(ctx, iso.name, metav1.GetOptions{})
-			if err != nil {
+	if !equality.Semantic.DeepEqual(res.Spec, want) {
+		err := kube.Write(ctx, func() error {
+			return retry.RetryOnConflict(retry.DefaultRetry, func() error {
+				cur, err := policies.Get(ctx, iso.name, metav1.GetOptions{})
+				if err != nil {
+					return err
+				}
+				cur.Spec = want
+				res, err = policies.Update(ctx, cur, metav1.UpdateOptions{FieldManager: kube.FieldManager, DryRun: dry})
 				return err
-			}
-			cur.Spec = want
-			res, err = policies.Update(ctx, cur, metav1.UpdateOptions{FieldManager: kube.FieldManager, DryRun: dry})
-			return err
-		})
+			})
+		}, inPlace)
 		if err != nil {
 			return nil, fmt.Errorf("replace the spec of NetworkPolicy %s: %s", where, kube.Short(err))
 		}
@@ -363,6 +393,9 @@ func (Isolate) Apply(ctx context.Context, env *action.Env, p runbook.Params, pla
 		Undo:    undo,
 	}, nil
 }
+
+// errReplaced: the object found is not the one irctl wrote.
+var errReplaced = errors.New("not the object irctl applied (its UID changed)")
 
 // Undo deletes the policy irctl created, or puts back the spec it had.
 // Either way it acts only on the object irctl applied (same UID): a policy
@@ -388,11 +421,23 @@ func (Isolate) Undo(ctx context.Context, env *action.Env, raw json.RawMessage) (
 	gone := &action.Result{Summary: fmt.Sprintf("NetworkPolicy %s is already gone", where)}
 
 	if u.Previous == nil {
-		err := policies.Delete(ctx, u.Name, metav1.DeleteOptions{Preconditions: &metav1.Preconditions{UID: &u.UID}, DryRun: dry})
+		// A delete whose response is lost is read back: gone is done.
+		err := kube.Write(ctx, func() error {
+			return policies.Delete(ctx, u.Name, metav1.DeleteOptions{Preconditions: &metav1.Preconditions{UID: &u.UID}, DryRun: dry})
+		}, func() (bool, error) {
+			cur, err := policies.Get(ctx, u.Name, metav1.GetOptions{})
+			switch {
+			case apierrors.IsNotFound(err) && dry == nil:
+				return true, nil
+			case err == nil && cur.UID != u.UID:
+				return false, errReplaced
+			}
+			return false, err
+		})
 		switch {
 		case apierrors.IsNotFound(err):
 			return gone, nil
-		case apierrors.IsConflict(err):
+		case apierrors.IsConflict(err), errors.Is(err, errReplaced):
 			return replaced()
 		case err != nil:
 			return nil, fmt.Errorf("delete NetworkPolicy %s: %s", where, kube.Short(err))
@@ -401,23 +446,39 @@ func (Isolate) Undo(ctx context.Context, env *action.Env, raw json.RawMessage) (
 	}
 
 	deleted, otherUID := false, false
-	err = retry.RetryOnConflict(retry.DefaultRetry, func() error {
+	restored := func() (bool, error) {
 		cur, err := policies.Get(ctx, u.Name, metav1.GetOptions{})
-		if apierrors.IsNotFound(err) {
+		switch {
+		case apierrors.IsNotFound(err):
 			deleted = true
-			return nil
-		}
-		if err != nil {
-			return err
-		}
-		if cur.UID != u.UID {
+			return true, nil
+		case err != nil || dry != nil:
+			return false, err
+		case cur.UID != u.UID:
 			otherUID = true
-			return nil
+			return true, nil
 		}
-		cur.Spec = *u.Previous
-		_, err = policies.Update(ctx, cur, metav1.UpdateOptions{FieldManager: kube.FieldManager, DryRun: dry})
-		return err
-	})
+		return equality.Semantic.DeepEqual(cur.Spec, *u.Previous), nil
+	}
+	err = kube.Write(ctx, func() error {
+		return retry.RetryOnConflict(retry.DefaultRetry, func() error {
+			cur, err := policies.Get(ctx, u.Name, metav1.GetOptions{})
+			if apierrors.IsNotFound(err) {
+				deleted = true
+				return nil
+			}
+			if err != nil {
+				return err
+			}
+			if cur.UID != u.UID {
+				otherUID = true
+				return nil
+			}
+			cur.Spec = *u.Previous
+			_, err = policies.Update(ctx, cur, metav1.UpdateOptions{FieldManager: kube.FieldManager, DryRun: dry})
+			return err
+		})
+	}, restored)
 	switch {
 	case err != nil:
 		return nil, fmt.Errorf("restore NetworkPolicy %s: %s", where, kube.Short(err))

@@ -203,10 +203,13 @@ func (Label) Apply(ctx context.Context, env *action.Env, p runbook.Params, plan 
 	ns := p.String("namespace")
 	changes := plan.State.([]labelChange)
 	want := p.Map("labels")
-	patch, _ := json.Marshal(map[string]any{"metadata": map[string]any{"labels": want}})
+	set := make(map[string]*string, len(want))
+	for k, v := range want {
+		set[k] = &v
+	}
 	dry := env.DryRun == action.DryRunServer
 	env.Progress.Start(int64(len(changes)), "pods labelled")
-	done, failed := patchPods(ctx, c, ns, changes, func(labelChange) []byte { return patch }, dry, env.Progress)
+	done, failed := patchPods(ctx, c, ns, changes, func(labelChange) map[string]*string { return set }, dry, env.Progress)
 	undo, _ := json.Marshal(labelUndo{Namespace: ns, Pods: done})
 	return &action.Result{
 		Summary: fmt.Sprintf("labelled %d pods in %s with %s", len(done), ns, FormatLabels(want)),
@@ -226,19 +229,19 @@ func (Label) Undo(ctx context.Context, env *action.Env, raw json.RawMessage) (*a
 	if err != nil {
 		return nil, err
 	}
-	restore := func(ch labelChange) []byte {
-		b, _ := json.Marshal(map[string]any{"metadata": map[string]any{"labels": ch.Prev}})
-		return b
-	}
+	restore := func(ch labelChange) map[string]*string { return ch.Prev }
 	env.Progress.Start(int64(len(u.Pods)), "pods restored")
 	done, failed := patchPods(ctx, c, u.Namespace, u.Pods, restore, env.DryRun == action.DryRunServer, env.Progress)
 	return &action.Result{Summary: fmt.Sprintf("restored previous labels on %d pods in %s", len(done), u.Namespace), Changed: len(done), Failed: failed}, ctx.Err()
 }
 
-// patchPods merge-patches pods concurrently. The patch carries a UID
-// precondition so that a pod deleted and recreated under the same name is
-// not touched by mistake.
-func patchPods(ctx context.Context, c *kube.Clients, ns string, changes []labelChange, body func(labelChange) []byte, dry bool, prog *progress.Counter) ([]labelChange, []action.Failure) {
+// patchPods merge-patches the labels of pods concurrently (a nil value
+// removes the label). The patch carries a UID precondition so that a pod
+// deleted and recreated under the same name is not touched by mistake.
+// A patch whose outcome is uncertain (a lost response, a 5xx, a 429, a
+// conflict) is not resent before the pod has been read again: a pod that
+// already carries the labels is done, and stays in the undo record.
+func patchPods(ctx context.Context, c *kube.Clients, ns string, changes []labelChange, labelsOf func(labelChange) map[string]*string, dry bool, prog *progress.Counter) ([]labelChange, []action.Failure) {
 	var mu sync.Mutex
 	var done []labelChange
 	var failed []action.Failure
@@ -250,13 +253,28 @@ func patchPods(ctx context.Context, c *kube.Clients, ns string, changes []labelC
 		// of every patched pod.
 		FieldValidation: "Ignore",
 	}
+	pods := c.Core.CoreV1().Pods(ns)
 	action.ForEach(ctx, Workers, len(changes), func(i int) {
 		ch := changes[i]
-		var patch map[string]any
-		_ = json.Unmarshal(body(ch), &patch)
-		patch["metadata"].(map[string]any)["uid"] = ch.UID
-		b, _ := json.Marshal(patch)
-		_, err := c.Core.CoreV1().Pods(ns).Patch(ctx, ch.Name, types.MergePatchType, b, opts)
+		want := labelsOf(ch)
+		b, _ := json.Marshal(map[string]any{"metadata": map[string]any{"labels": want, "uid": ch.UID}})
+		err := kube.Write(ctx, func() error {
+			_, err := pods.Patch(ctx, ch.Name, types.MergePatchType, b, opts)
+			return err
+		}, func() (bool, error) {
+			// A server dry run leaves nothing to find: patch again.
+			if dry {
+				return false, nil
+			}
+			pod, err := pods.Get(ctx, ch.Name, metav1.GetOptions{})
+			if err != nil {
+				return false, err
+			}
+			if pod.UID != ch.UID {
+				return false, fmt.Errorf("pod %s/%s was replaced (its UID changed)", ns, ch.Name)
+			}
+			return hasLabels(pod.Labels, want), nil
+		})
 		prog.Add(1)
 		mu.Lock()
 		defer mu.Unlock()
@@ -269,6 +287,17 @@ func patchPods(ctx context.Context, c *kube.Clients, ns string, changes []labelC
 	sort.Slice(done, func(i, j int) bool { return done[i].Name < done[j].Name })
 	sort.Slice(failed, func(i, j int) bool { return failed[i].Target < failed[j].Target })
 	return done, failed
+}
+
+// hasLabels reports whether have matches want (nil: absent).
+func hasLabels(have map[string]string, want map[string]*string) bool {
+	for k, v := range want {
+		got, ok := have[k]
+		if (v == nil && ok) || (v != nil && (!ok || got != *v)) {
+			return false
+		}
+	}
+	return true
 }
 
 // FormatLabels prints labels as k=v,k2=v2 in key order.

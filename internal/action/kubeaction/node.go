@@ -141,21 +141,30 @@ func names(nodes []corev1.Node) []string {
 
 // setUnschedulable cordons (or uncordons) one node, re-read first so that
 // a node somebody else cordoned since the plan is not recorded as ours.
-// changed is false when the node was already as desired.
+// changed is false when the node was already as desired. A patch whose
+// outcome is uncertain is retried only after a fresh read: a node found
+// as desired after irctl's own patch was sent counts as changed.
 func setUnschedulable(ctx context.Context, c *kube.Clients, name string, desired, dry bool) (changed bool, err error) {
-	node, err := c.Core.CoreV1().Nodes().Get(ctx, name, metav1.GetOptions{})
-	if err != nil {
-		return false, err
-	}
-	h := drain.NewCordonHelper(node)
-	if !h.UpdateIfRequired(desired) {
-		return false, nil
-	}
-	// RunCordonOrUncordon would ignore the dry run; this does not.
-	if err, patchErr := h.PatchOrReplaceWithContext(ctx, c.Core, dry); err != nil {
-		return false, errors.Join(err, patchErr)
-	}
-	return true, nil
+	sent := false
+	err = kube.Write(ctx, func() error {
+		node, err := c.Core.CoreV1().Nodes().Get(ctx, name, metav1.GetOptions{})
+		if err != nil {
+			return err
+		}
+		h := drain.NewCordonHelper(node)
+		if !h.UpdateIfRequired(desired) {
+			changed = sent
+			return nil
+		}
+		sent = true
+		// RunCordonOrUncordon would ignore the dry run; this does not.
+		if err, patchErr := h.PatchOrReplaceWithContext(ctx, c.Core, dry); err != nil {
+			return errors.Join(err, patchErr)
+		}
+		changed = true
+		return nil
+	}, nil)
+	return changed, err
 }
 
 // nodeUndo records the nodes a step cordoned, and only those: a node that

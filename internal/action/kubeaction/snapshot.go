@@ -308,11 +308,17 @@ func (Snapshot) one(ctx context.Context, env *action.Env, c *kube.Clients, sc sn
 				VolumeSnapshotClassName: &class,
 			},
 		}
-		_, err := api.Create(ctx, vs, metav1.CreateOptions{FieldManager: kube.FieldManager, DryRun: kube.DryRunOpt(dry)})
-		if err != nil && !apierrors.IsAlreadyExists(err) {
+		var err error
+		_, made, err = createOwn(ctx, func() (*snapv1.VolumeSnapshot, error) {
+			return api.Create(ctx, vs, metav1.CreateOptions{FieldManager: kube.FieldManager, DryRun: kube.DryRunOpt(dry)})
+		}, func() (*snapv1.VolumeSnapshot, error) {
+			return api.Get(ctx, t.Name, metav1.GetOptions{})
+		}, func(cur *snapv1.VolumeSnapshot) bool {
+			return cur.Annotations[AnnoIncident] == env.Incident && cur.Annotations["irctl.dev/source-pvc-uid"] == string(t.PVC.UID)
+		}, dry)
+		if err != nil {
 			return "", false, fmt.Errorf("create: %s", kube.Short(err))
 		}
-		made = err == nil
 	}
 	if dry {
 		return t.Name, made, nil

@@ -36,7 +36,7 @@ func (Exec) Spec() runbook.Spec {
 			{Name: "guard_message", Type: runbook.String, Default: "guard query returned false", Description: "what a false guard means, for the error"},
 			{Name: "max_rows", Type: runbook.Int, Description: "refuse (roll back) when more rows than this would change"},
 			{Name: "irreversible", Type: runbook.String, Default: "SQL writes are not reversed by irctl undo", Description: "why irctl undo cannot reverse this write"},
-			{Name: "count_sql", Type: runbook.String, SQL: true, Description: "a read-only SELECT returning the number of rows the write would change, bound to args like sql; --dry-run=client runs it instead of the write"},
+			{Name: "count_sql", Type: runbook.String, SQL: true, Description: "a read-only SELECT returning the number of rows the write would change, bound to args like sql; plans run it instead of the write rolled back, which would double the work of a large write (the guard then runs before COMMIT only)"},
 			{Name: "timeout", Type: runbook.Duration, Default: DefaultExecTimeout, Description: "statement timeout, enforced by the server (or the step's deadline when sooner)"},
 		},
 	}
@@ -52,7 +52,13 @@ func (e Exec) Plan(ctx context.Context, env *action.Env, p runbook.Params) (*act
 	if env.DryRun == action.DryRunClient {
 		return e.clientPlan(ctx, env, p)
 	}
-	rows, err := e.run(ctx, env, p, false)
+	var rows int64
+	var err error
+	if q := p.String("count_sql"); q != "" {
+		rows, err = e.count(ctx, env, p, q)
+	} else {
+		rows, err = e.run(ctx, env, p, false)
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -126,6 +132,30 @@ func (Exec) run(ctx context.Context, env *action.Env, p runbook.Params, commit b
 		}
 		return nil
 	})
+	return rows, err
+}
+
+// count runs the step's count query with the statement's args, in a
+// transaction that is rolled back.
+func (Exec) count(ctx context.Context, env *action.Env, p runbook.Params, q string) (int64, error) {
+	args, err := BindArgs(p.Any("args"))
+	if err != nil {
+		return 0, fmt.Errorf("args: %w", err)
+	}
+	pool, err := env.DB(ctx)
+	if err != nil {
+		return 0, err
+	}
+	var rows int64
+	err = db.InTx(ctx, pool, false, timeoutOf(p), func(tx pgx.Tx) error {
+		if err := tx.QueryRow(ctx, q, args...).Scan(&rows); err != nil {
+			return fmt.Errorf("count: %s", db.Describe(err))
+		}
+		return nil
+	})
+	if err == nil && p.Has("max_rows") && rows > p.Int("max_rows") {
+		err = fmt.Errorf("would change %d rows, more than max_rows %d", rows, p.Int("max_rows"))
+	}
 	return rows, err
 }
 
