@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"net/netip"
 	"strings"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 
@@ -23,6 +24,7 @@ type Exec struct{}
 func (Exec) Spec() runbook.Spec {
 	return runbook.Spec{
 		Name:        "sql.exec",
+		Timeout:     15 * time.Minute, // the step's default deadline
 		Description: "Run a parameterised SQL write in a transaction, planned by a rolled-back run that reports the row count; an optional guard query must return true before COMMIT.",
 		Destructive: true,
 		Uses:        []string{runbook.UsesPostgres},
