@@ -250,18 +250,3 @@ func (f *factory) lockIncident(ctx context.Context, uses map[string]bool) (*lock
 	}
 	return l, err
 }
-
-// usesOf collects the servers the given phases' steps talk to.
-func (f *factory) usesOf(rb *runbook.Runbook, phases []string) map[string]bool {
-	uses := map[string]bool{}
-	for _, ph := range phases {
-		for _, s := range rb.Phases[ph] {
-			if spec, ok := f.registry.Spec(s.Action); ok {
-				for _, u := range spec.Uses {
-					uses[u] = true
-				}
-			}
-		}
-	}
-	return uses
-}

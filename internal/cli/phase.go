@@ -3,13 +3,11 @@ package cli
 import (
 	"context"
 	"encoding/json"
-	"fmt"
 	"io"
 
 	"github.com/spf13/cobra"
 
 	"irctl.dev/irctl/internal/engine"
-	"irctl.dev/irctl/internal/exitcode"
 	"irctl.dev/irctl/internal/incident"
 	"irctl.dev/irctl/internal/prompt"
 	"irctl.dev/irctl/internal/runbook"
@@ -63,50 +61,63 @@ func runPhases(ctx context.Context, f *factory, phases []string, skipEmpty bool)
 	if err != nil {
 		return err
 	}
+	command := "run"
+	if !skipEmpty {
+		command = phases[0]
+	}
+	return f.runEngine(ctx, rb, engine.RunOptions{
+		Command: command, Phases: phases, SkipEmpty: skipEmpty,
+		RunbookRef: f.runbookPath, Set: f.setValues(),
+	})
+}
+
+// newEngine builds the engine for the incident named by the flags.
+func (f *factory) newEngine(rb *runbook.Runbook) (*engine.Engine, error) {
 	inc, err := f.openIncident()
 	if err != nil {
-		return err
+		return nil, err
 	}
 	j, err := inc.Journal()
 	if err != nil {
-		return err
+		return nil, err
 	}
 	env, err := f.env()
 	if err != nil {
-		return err
+		return nil, err
 	}
-	lk, err := f.lockIncident(ctx, f.usesOf(rb, phases))
-	if err != nil {
-		return err
-	}
-	defer lk.Release()
 	out := f.io.Out
 	if f.output == "json" {
 		out = io.Discard
 	}
-	env.Secrets = rb.Secrets
 	eng := &engine.Engine{
 		Registry: f.registry, Env: env, Runbook: rb, Incident: inc, Journal: j,
-		Prompter: prompt.New(f.io.In, f.io.ErrOut), Yes: f.yes, Operator: incident.Operator(), Out: out,
-	}
-	var reports []*engine.Report
-	var runErr error
-	for _, ph := range phases {
-		if skipEmpty && len(rb.Phases[ph]) == 0 {
-			fmt.Fprintf(out, "%s: runbook %s has no steps for this phase; skipped\n\n", ph, rb.Name)
-			continue
-		}
-		rep, err := eng.RunPhase(ctx, ph)
-		reports = append(reports, rep)
-		if err != nil {
-			runErr = err
-			if exitcode.Code(err) != exitcode.Partial {
-				break
+		Prompter: prompt.New(f.io.In, f.io.ErrOut), Yes: f.yes, Operator: incident.Operator(),
+		Out: out, ErrOut: f.io.ErrOut, JSONMode: f.output == "json",
+		Lock: func(ctx context.Context, servers map[string]bool) (func(), error) {
+			lk, err := f.lockIncident(ctx, servers)
+			if err != nil {
+				return nil, err
 			}
-		}
-		fmt.Fprintln(out)
+			return lk.Release, nil
+		},
 	}
+	if rb != nil {
+		env.Secrets = rb.Secrets
+	}
+	return eng, nil
+}
+
+// runEngine runs o with the engine and prints the reports with -o json.
+func (f *factory) runEngine(ctx context.Context, rb *runbook.Runbook, o engine.RunOptions) error {
+	eng, err := f.newEngine(rb)
+	if err != nil {
+		return err
+	}
+	reports, runErr := eng.Run(ctx, o)
 	if f.output == "json" {
+		if reports == nil {
+			reports = []*engine.Report{}
+		}
 		enc := json.NewEncoder(f.io.Out)
 		enc.SetIndent("", "  ")
 		if err := enc.Encode(reports); err != nil {

@@ -161,6 +161,7 @@ const (
 	KindDeclined    = "declined"    // the operator said no, or no terminal and no --yes
 	KindInterrupted = "interrupted" // SIGINT during the step
 	KindUndo        = "undo"        // an undo of an earlier outcome
+	KindRun         = "run"         // a run starts: what `irctl resume` needs to continue it
 )
 
 // Record is one journal line.
@@ -188,6 +189,16 @@ type Record struct {
 	// the outcome an undo reversed.
 	Seq    int `json:"seq"`
 	Undoes int `json:"undoes,omitempty"`
+
+	// A run record (KindRun) says what was asked, so that `irctl resume`
+	// can continue it: the command ("run" or the phase), the phases, the
+	// runbook as given with -f, and the --set values with secret params
+	// redacted. Resumes is the Seq of the run record a resume continues.
+	Command    string            `json:"command,omitempty"`
+	Phases     []string          `json:"phases,omitempty"`
+	RunbookRef string            `json:"runbook_ref,omitempty"`
+	Set        map[string]string `json:"set,omitempty"`
+	Resumes    int               `json:"resumes,omitempty"`
 }
 
 // Journal appends records to an incident's journal.

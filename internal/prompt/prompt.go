@@ -20,6 +20,9 @@ var ErrNoTerminal = errors.New("no terminal to confirm on")
 // Prompter asks yes/no questions; the default answer is always "no".
 type Prompter interface {
 	Confirm(title, detail string) (bool, error)
+	// CanConfirm says whether anybody can be asked, so that a run that
+	// would need to ask is refused before its first step, not halfway.
+	CanConfirm() bool
 }
 
 // CanPrompt reports whether in and out are both terminals.
@@ -41,11 +44,15 @@ func New(in io.Reader, out io.Writer) Prompter {
 type noTerminal struct{}
 
 func (noTerminal) Confirm(string, string) (bool, error) { return false, ErrNoTerminal }
+func (noTerminal) CanConfirm() bool                     { return false }
 
 type huhPrompter struct {
 	in  io.Reader
 	out io.Writer
 }
+
+// CanConfirm is true: in and out are terminals.
+func (p *huhPrompter) CanConfirm() bool { return true }
 
 // Confirm shows a huh Confirm defaulting to "No". Ctrl-C or Esc counts as
 // "no", never as an error that could be mistaken for consent.
