@@ -131,15 +131,6 @@ func StepActions(steps []runbook.Step) []string {
 	return out
 }
 
-// PhaseServers is Servers for every step of the given phases of rb.
-func PhaseServers(c runbook.Catalog, rb *runbook.Runbook, phases []string) map[string]bool {
-	var actions []string
-	for _, ph := range phases {
-		actions = append(actions, StepActions(rb.Phases[ph])...)
-	}
-	return Servers(c, actions)
-}
-
 // Preflight runs before the first write of a phase: every server the
 // steps use must answer (so an unreachable database cannot strand a phase
 // half done), and every Kubernetes permission they declare must be granted.

@@ -14,6 +14,7 @@ import (
 	"irctl.dev/irctl/internal/action"
 	"irctl.dev/irctl/internal/exitcode"
 	"irctl.dev/irctl/internal/incident"
+	"irctl.dev/irctl/internal/runbook"
 )
 
 func TestNoopStepAppliesNothingAndSaysSo(t *testing.T) {
@@ -384,5 +385,38 @@ func TestCleanNeutralisesTerminalEscapes(t *testing.T) {
 		if got := Clean(in); got != want {
 			t.Errorf("Clean(%q) = %q, want %q", in, got, want)
 		}
+	}
+}
+
+// Two records with one seq (two writers once raced on the journal) must
+// not let the undo of one hide the other.
+func TestUndoMatchesRecordsBySeqStepAndAction(t *testing.T) {
+	recs := []incident.Record{
+		{Seq: 5, Kind: incident.KindOutcome, Phase: "contain", Step: "label", Action: "k8s.label", DryRun: "none", Undo: json.RawMessage(`1`)},
+		{Seq: 5, Kind: incident.KindOutcome, Phase: "contain", Step: "cordon", Action: "k8s.cordon", DryRun: "none", Undo: json.RawMessage(`2`)},
+		{Seq: 6, Kind: incident.KindUndo, Phase: "contain", Step: "label", Action: "k8s.label", DryRun: "none", Undoes: 5},
+		{Seq: 7, Kind: incident.KindUndo, Phase: "contain", Step: "cordon", Action: "k8s.cordon", DryRun: "server", Undoes: 5},
+	}
+	done := undone(recs)
+	if !done[undoKey{5, "label", "k8s.label"}] || done[undoKey{5, "cordon", "k8s.cordon"}] {
+		t.Errorf("undone: %v; want the label reversed and the cordon (only dry-run undone) not", done)
+	}
+}
+
+// The run record keeps --set values for resume, but not secret ones.
+func TestRunRecordRedactsSecretSetValues(t *testing.T) {
+	a := &fakeAction{name: "fake.label", destructive: true}
+	r := newRig(t, a)
+	r.eng.Runbook.Params = []runbook.Param{{Name: "namespace"}, {Name: "token", Secret: true}}
+	if _, err := r.eng.Run(context.Background(), RunOptions{Command: "contain", Phases: []string{"contain"}, RunbookRef: "fake", Set: map[string]string{"namespace": "ns1", "token": "s3cr3t-canary"}}); err != nil {
+		t.Fatal(err)
+	}
+	run := r.journal()[0]
+	if run.Kind != incident.KindRun || run.Set["namespace"] != "ns1" || run.Set["token"] != redacted || run.RunbookRef != "fake" || !slices.Equal(run.Phases, []string{"contain"}) {
+		t.Errorf("run record: %+v", run)
+	}
+	b, _ := json.Marshal(r.journal())
+	if strings.Contains(string(b), "s3cr3t-canary") {
+		t.Error("the secret reached the journal")
 	}
 }
