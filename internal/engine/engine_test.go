@@ -420,3 +420,22 @@ func TestRunRecordRedactsSecretSetValues(t *testing.T) {
 		t.Error("the secret reached the journal")
 	}
 }
+
+// A run cancelled for a reason with an exit code of its own (the lock was
+// lost: exit 5) keeps that code; the step is still journaled interrupted.
+func TestCancelWithACodedCauseKeepsItsExitCode(t *testing.T) {
+	ctx, cancel := context.WithCancelCause(context.Background())
+	a := &fakeAction{name: "fake.label", apply: func(actx context.Context) (*action.Result, error) {
+		cancel(exitcode.New(exitcode.Precondition, "lost the responder lock"))
+		<-actx.Done()
+		return nil, actx.Err()
+	}}
+	r := newRig(t, a)
+	_, err := r.eng.RunPhase(ctx, "contain")
+	if exitcode.Code(err) != exitcode.Precondition || !strings.Contains(err.Error(), "lost the responder lock") {
+		t.Fatalf("err %v (exit %d), want exit 5 naming the cause", err, exitcode.Code(err))
+	}
+	if r.last().Kind != incident.KindInterrupted {
+		t.Errorf("last record %+v", r.last())
+	}
+}

@@ -71,7 +71,7 @@ func (e *Engine) Run(ctx context.Context, o RunOptions) ([]*Report, error) {
 	if e.Lock != nil {
 		release, err := e.Lock(ctx, Servers(e.Registry, StepActions(pending)))
 		if err != nil {
-			return nil, e.stopped(ctx, o.Phases[0], "locking", err)
+			return nil, e.stopped(ctx, strings.Join(o.Phases, ", "), "locking", err)
 		}
 		defer release()
 	}
@@ -149,10 +149,10 @@ func (e *Engine) stopped(ctx context.Context, phase, stage string, err error) er
 	if ctx.Err() == nil {
 		return err
 	}
-	ierr := exitcode.Wrap(exitcode.Interrupted, fmt.Errorf("interrupted during %s of phase %s: %w; no step was run", stage, phase, context.Cause(ctx)))
+	ierr := exitcode.Wrap(interruptCode(ctx), fmt.Errorf("interrupted during %s of phase %s: %w; no step was run", stage, phase, context.Cause(ctx)))
 	rec := incident.Record{Kind: incident.KindInterrupted, Phase: phase, Runbook: e.Runbook.File, RunbookHash: e.Runbook.Hash, DryRun: string(e.Env.DryRun), Error: ierr.Error()}
 	if jerr := e.append(rec); jerr != nil {
-		return exitcode.Wrap(exitcode.Interrupted, fmt.Errorf("%w (and %v)", ierr, jerr))
+		return exitcode.Wrap(interruptCode(ctx), fmt.Errorf("%w (and %v)", ierr, jerr))
 	}
 	return ierr
 }
@@ -199,6 +199,17 @@ func (e *Engine) runPhase(ctx context.Context, phase string, o RunOptions) (*Rep
 	return rep, nil
 }
 
+// interruptCode is the exit code of a run whose context was cancelled: the
+// cause's own code when it carries one (a lost lock, say), else 130 (the
+// cli turns that into 143 or 129 for SIGTERM or SIGHUP).
+func interruptCode(ctx context.Context) int {
+	var ce *exitcode.CodedError
+	if errors.As(context.Cause(ctx), &ce) {
+		return ce.Code
+	}
+	return exitcode.Interrupted
+}
+
 // deadline is the step's own timeout, else its action's, else the default.
 func deadline(s runbook.Step, spec runbook.Spec) time.Duration {
 	switch {
@@ -239,7 +250,7 @@ func (e *Engine) runStep(ctx context.Context, s runbook.Step) (StepReport, error
 		switch {
 		case ctx.Err() != nil:
 			sr.Status, rec.Kind = "interrupted", incident.KindInterrupted
-			err = exitcode.Wrap(exitcode.Interrupted, fmt.Errorf("interrupted during step %s: %w", s.Name, context.Cause(ctx)))
+			err = exitcode.Wrap(interruptCode(ctx), fmt.Errorf("interrupted during step %s: %w", s.Name, context.Cause(ctx)))
 		case errors.Is(sctx.Err(), context.DeadlineExceeded):
 			err = fmt.Errorf("step %s exceeded its deadline of %s (%w); allow longer with `timeout:` on the step", s.Name, limit, err)
 		}

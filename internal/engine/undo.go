@@ -78,7 +78,7 @@ func (e *Engine) Undo(ctx context.Context, phase string) error {
 		release, err := e.Lock(ctx, Servers(e.Registry, actions))
 		if err != nil {
 			if ctx.Err() != nil {
-				return exitcode.Wrap(exitcode.Interrupted, fmt.Errorf("interrupted while locking for undo of phase %s: %w; nothing was changed", phase, context.Cause(ctx)))
+				return exitcode.Wrap(interruptCode(ctx), fmt.Errorf("interrupted while locking for undo of phase %s: %w; nothing was changed", phase, context.Cause(ctx)))
 			}
 			return err
 		}
@@ -139,7 +139,7 @@ func (e *Engine) undoOne(ctx context.Context, r incident.Record) error {
 	}
 	if err != nil {
 		if ctx.Err() != nil {
-			err = exitcode.Wrap(exitcode.Interrupted, fmt.Errorf("interrupted: %w", context.Cause(ctx)))
+			err = exitcode.Wrap(interruptCode(ctx), fmt.Errorf("interrupted: %w", context.Cause(ctx)))
 		}
 		rec.Error = err.Error()
 	}
