@@ -439,3 +439,18 @@ func TestCancelWithACodedCauseKeepsItsExitCode(t *testing.T) {
 		t.Errorf("last record %+v", r.last())
 	}
 }
+
+// A step that still needs a --set is bad input for the whole run: refused
+// with exit 2 before any step of any phase runs or anything is journaled.
+func TestUnresolvedStepRefusesTheRunBeforeAnything(t *testing.T) {
+	first := &fakeAction{name: "fake.first"}
+	r := newRig(t, first)
+	r.eng.Runbook.Phases["assess"] = []runbook.Step{{Phase: "assess", Name: "needs", Action: "fake.first", Line: 30, Unresolved: []string{"suspicious_ips"}}}
+	_, err := r.eng.Run(context.Background(), RunOptions{Command: "run", Phases: runbook.Phases, SkipEmpty: true})
+	if exitcode.Code(err) != exitcode.Usage || !strings.Contains(err.Error(), "fake.yaml:30: step needs needs --set suspicious_ips=...") {
+		t.Fatalf("err %v", err)
+	}
+	if first.planned != 0 || len(r.journal()) != 0 {
+		t.Error("something ran or was journaled")
+	}
+}

@@ -47,6 +47,14 @@ const redacted = "[redacted]"
 func (e *Engine) Run(ctx context.Context, o RunOptions) ([]*Report, error) {
 	var pending []runbook.Step
 	for _, ph := range o.Phases {
+		if o.SkipEmpty && len(e.Runbook.Phases[ph]) == 0 {
+			continue
+		}
+		// A phase without steps, or with a step that needs a --set, is
+		// bad input: refused before anything is written.
+		if _, err := e.Steps(ph); err != nil {
+			return nil, err
+		}
 		for _, s := range e.Runbook.Phases[ph] {
 			if _, done := o.Done[keyOf(s)]; !done {
 				pending = append(pending, s)
