@@ -41,9 +41,9 @@ const redacted = "[redacted]"
 
 // Run runs the phases in order, stopping at the first one that does not
 // finish (a phase with some failed targets lets the next one run). Before
-// anything is written it refuses, with exit 3, a run that would need to ask
-// and cannot; it then records what was asked (for resume), takes the lock
-// for the servers the steps need, and runs each phase.
+// anything is written it refuses bad input (exit 2) and a run that would
+// need to ask and cannot (exit 3); it then takes the lock for the servers
+// the steps need, records what was asked (for resume), and runs each phase.
 func (e *Engine) Run(ctx context.Context, o RunOptions) ([]*Report, error) {
 	var pending []runbook.Step
 	for _, ph := range o.Phases {
@@ -68,6 +68,15 @@ func (e *Engine) Run(ctx context.Context, o RunOptions) ([]*Report, error) {
 	if err := e.refuseWithoutTerminal(pending); err != nil {
 		return nil, err
 	}
+	if e.Lock != nil {
+		release, err := e.Lock(ctx, Servers(e.Registry, StepActions(pending)))
+		if err != nil {
+			return nil, e.stopped(ctx, strings.Join(o.Phases, ", "), "locking", err)
+		}
+		defer release()
+	}
+	// Recorded once the lock is held: a run refused for the lock did
+	// nothing, and resume must not take it for the last run.
 	run := incident.Record{
 		Kind: incident.KindRun, Command: o.Command, Phases: o.Phases, RunbookRef: o.RunbookRef,
 		Runbook: e.Runbook.File, RunbookHash: e.Runbook.Hash, DryRun: string(e.Env.DryRun),
@@ -75,13 +84,6 @@ func (e *Engine) Run(ctx context.Context, o RunOptions) ([]*Report, error) {
 	}
 	if err := e.append(run); err != nil {
 		return nil, err
-	}
-	if e.Lock != nil {
-		release, err := e.Lock(ctx, Servers(e.Registry, StepActions(pending)))
-		if err != nil {
-			return nil, e.stopped(ctx, strings.Join(o.Phases, ", "), "locking", err)
-		}
-		defer release()
 	}
 	var reports []*Report
 	var runErr error
