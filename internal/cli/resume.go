@@ -22,7 +22,9 @@ stopped: interrupted, killed, declined or failed. The journal says what was
 run (phases, runbook, --set values, dry-run mode); steps that finished are
 not repeated. A step whose intent was recorded without an outcome (irctl
 died while applying it) is planned again against the servers, never applied
-blindly: what already changed shows as nothing to change.
+blindly: what already changed shows as nothing to change. (What a killed
+step changed has no undo data in the journal, so ` + "`irctl undo`" + ` cannot reverse
+it; a step stopped by a signal records its undo data and can be.)
 
 The runbook must be the one the run used (same sha256). Secret params are
 not kept in the journal: pass them again with --set. Other --set values
