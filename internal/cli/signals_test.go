@@ -357,3 +357,25 @@ func TestSecondInterruptExitsAtOnce(t *testing.T) {
 	}
 	h.dropLease()
 }
+
+// SIGTERM while irctl waits at a prompt ends the question (no consent),
+// journals the step as interrupted and exits 143; nothing is labelled.
+func TestSIGTERMAtThePromptExits143AndChangesNothing(t *testing.T) {
+	h := newHarness(t, 2)
+	before := h.podState()
+	term := h.startOnPTY("contain")
+	term.waitFor("quarantine-pods: label 2 of 2 pods", 1)
+	if err := term.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	if code := term.wait(); code != 143 {
+		t.Fatalf("exit %d, want 143\n%s", code, term.screen())
+	}
+	if !equalMaps(before, h.podState()) {
+		t.Error("pods changed")
+	}
+	recs := h.journal()
+	if last := recs[len(recs)-1]; last.Kind != incident.KindInterrupted || last.Step != "quarantine-pods" {
+		t.Errorf("last record %+v, want interrupted quarantine-pods", last)
+	}
+}

@@ -26,7 +26,7 @@ import (
 // Prompter is what the engine needs to ask the operator; prompt.New's
 // value is one, tests inject their own.
 type Prompter interface {
-	Confirm(title, detail string) (bool, error)
+	Confirm(ctx context.Context, title, detail string) (bool, error)
 	// CanConfirm says whether anybody can be asked at all.
 	CanConfirm() bool
 }

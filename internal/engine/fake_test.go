@@ -67,7 +67,7 @@ type fakePrompter struct {
 }
 
 func (p *fakePrompter) CanConfirm() bool { return p.terminal }
-func (p *fakePrompter) Confirm(title, _ string) (bool, error) {
+func (p *fakePrompter) Confirm(_ context.Context, title, _ string) (bool, error) {
 	p.asked = append(p.asked, title)
 	if p.seen != nil {
 		p.seen()

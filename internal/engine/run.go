@@ -305,7 +305,7 @@ func (e *Engine) runStep(ctx context.Context, s runbook.Step) (StepReport, error
 		return sr, e.record(planRec, s, a)
 	}
 	if spec.Destructive && e.Env.DryRun == action.DryRunNone && !e.Yes {
-		if ok, err := e.confirmStep(s, plan, &sr); !ok {
+		if ok, err := e.confirmStep(ctx, s, plan, &sr); !ok {
 			planRec.Kind, planRec.Error = incident.KindDeclined, "declined by operator"
 			if err != nil {
 				if exitcode.Code(err) != exitcode.Declined {
@@ -361,12 +361,12 @@ func (e *Engine) runStep(ctx context.Context, s runbook.Step) (StepReport, error
 // (-o json) the plan goes to ErrOut first: nobody confirms targets they
 // have not seen. It returns false with a Declined error when nobody can be
 // asked, false and nil when the operator said no.
-func (e *Engine) confirmStep(s runbook.Step, plan *action.Plan, sr *StepReport) (bool, error) {
+func (e *Engine) confirmStep(ctx context.Context, s runbook.Step, plan *action.Plan, sr *StepReport) (bool, error) {
 	if e.JSONMode && e.ErrOut != nil && e.Prompter.CanConfirm() {
 		fmt.Fprintf(e.ErrOut, "%s (%s), %s\n", Clean(s.Name), s.Action, sr.Where)
 		e.printPlan(e.ErrOut, plan)
 	}
-	ok, err := e.Prompter.Confirm(fmt.Sprintf("%s: %s?", Clean(s.Name), Clean(plan.Summary)), fmt.Sprintf("%s, runbook %s, incident %s", s.Action, sr.Where, e.Incident.ID))
+	ok, err := e.Prompter.Confirm(ctx, fmt.Sprintf("%s: %s?", Clean(s.Name), Clean(plan.Summary)), fmt.Sprintf("%s, runbook %s, incident %s", s.Action, sr.Where, e.Incident.ID))
 	if errors.Is(err, prompt.ErrNoTerminal) {
 		return false, exitcode.New(exitcode.Declined, "step %s is destructive and there is no terminal to confirm on: rerun with --yes to apply, or --dry-run=server to rehearse; nothing was changed", s.Name)
 	}

@@ -120,9 +120,13 @@ func (e *Engine) undoOne(ctx context.Context, r incident.Record) error {
 		return nil
 	}
 	if e.Env.DryRun == action.DryRunNone && !e.Yes {
-		ok, err := e.Prompter.Confirm(fmt.Sprintf("Undo %s: %s?", Clean(r.Step), Clean(r.Result)), "incident "+e.Incident.ID)
+		ok, err := e.Prompter.Confirm(ctx, fmt.Sprintf("Undo %s: %s?", Clean(r.Step), Clean(r.Result)), "incident "+e.Incident.ID)
 		if err != nil {
-			return exitcode.Wrap(exitcode.Declined, fmt.Errorf("undo of %s: %w; nothing more was changed", r.Step, err))
+			code := exitcode.Declined
+			if ctx.Err() != nil {
+				code = interruptCode(ctx)
+			}
+			return exitcode.Wrap(code, fmt.Errorf("undo of %s: %w; nothing more was changed", r.Step, err))
 		}
 		if !ok {
 			return exitcode.New(exitcode.Declined, "declined undo of %s; it and earlier steps were left as they are", r.Step)
