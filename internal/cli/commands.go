@@ -336,7 +336,7 @@ func newStatusCmd(f *factory) *cobra.Command {
 				return f.printJSON(map[string]any{"incident": inc, "journal": recs})
 			}
 			w := f.io.Out
-			fmt.Fprintf(w, "%s  %s  %s\ndeclared %s by %s\n\n", inc.ID, inc.Severity, inc.Title, inc.DeclaredAt.Format(time.RFC3339), inc.DeclaredBy)
+			fmt.Fprintf(w, "%s  %s  %s\ndeclared %s by %s\n\n", inc.ID, inc.Severity, oneLine(inc.Title), inc.DeclaredAt.Format(time.RFC3339), oneLine(inc.DeclaredBy))
 			tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 			fmt.Fprintln(tw, "TIME\tPHASE\tSTEP\tKIND\tDRY RUN\tDETAIL")
 			for _, r := range recs {
@@ -347,7 +347,12 @@ func newStatusCmd(f *factory) *cobra.Command {
 				if r.Error != "" {
 					detail = "error: " + r.Error
 				}
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", r.Time.Format("15:04:05Z"), r.Phase, r.Step, r.Kind, dash(r.DryRun), detail)
+				if r.Kind == incident.KindRun {
+					detail = "irctl " + r.Command
+				}
+				// Details quote the attacked systems (targets, errors):
+				// no terminal escapes get through.
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", r.Time.Format("15:04:05Z"), oneLine(r.Phase), oneLine(r.Step), r.Kind, dash(r.DryRun), oneLine(detail))
 			}
 			return tw.Flush()
 		},

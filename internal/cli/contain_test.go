@@ -130,6 +130,13 @@ func TestNoTerminalWithoutYesRefusesAndChangesNothing(t *testing.T) {
 	if !equalMaps(pods, h.podState()) || rows != h.dbState() {
 		t.Error("refused run changed something")
 	}
+	// Refused before the first step: no journal record, no evidence.
+	if recs := h.journal(); len(recs) != 0 {
+		t.Errorf("the refused run journaled %d records: %+v", len(recs), recs[0])
+	}
+	if _, err := os.Stat(filepath.Join(h.stateDir, h.incident, "evidence")); !os.IsNotExist(err) {
+		t.Errorf("the refused run created evidence: %v", err)
+	}
 }
 
 func TestBadInputIsOneLineWithExitCodeAndNoChange(t *testing.T) {

@@ -285,21 +285,6 @@ func (f *factory) lockIncident(ctx context.Context, uses map[string]bool) (*lock
 	return l, err
 }
 
-// usesOf collects the servers the given phases' steps talk to.
-func (f *factory) usesOf(rb *runbook.Runbook, phases []string) map[string]bool {
-	uses := map[string]bool{}
-	for _, ph := range phases {
-		for _, s := range rb.Phases[ph] {
-			if spec, ok := f.registry.Spec(s.Action); ok {
-				for _, u := range spec.Uses {
-					uses[u] = true
-				}
-			}
-		}
-	}
-	return uses
-}
-
 // collectConnectionSecrets adds the database password (from the URL or
 // $PGPASSWORD) to the secrets, so that no error or log line quoting it is
 // shown in clear. A URL that does not parse is left to fail where it is
@@ -321,3 +306,17 @@ func (f *factory) collectKubeSecrets(cfg *rest.Config) {
 		}
 	}
 }
+
+// redactingPrompter redacts secrets from what a confirmation shows (a
+// plan's summary can quote a templated secret), since the prompt writes to
+// the terminal itself.
+type redactingPrompter struct {
+	p       prompt.Prompter
+	secrets *redact.Set
+}
+
+func (r redactingPrompter) Confirm(ctx context.Context, title, detail string) (bool, error) {
+	return r.p.Confirm(ctx, r.secrets.String(title), r.secrets.String(detail))
+}
+
+func (r redactingPrompter) CanConfirm() bool { return r.p.CanConfirm() }

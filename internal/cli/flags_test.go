@@ -2,6 +2,7 @@ package cli
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"strings"
 	"testing"
@@ -83,17 +84,18 @@ func TestDryRunAndOutputParsedOnce(t *testing.T) {
 
 type answer bool
 
-func (a answer) Confirm(string, string) (bool, error) { return bool(a), nil }
+func (a answer) Confirm(context.Context, string, string) (bool, error) { return bool(a), nil }
+func (a answer) CanConfirm() bool                                      { return true }
 
 // The factory builds the prompter once; a test can put its own in.
 func TestFactoryPrompterCanBeInjected(t *testing.T) {
 	f := newFactory(IOStreams{In: strings.NewReader(""), Out: &bytes.Buffer{}, ErrOut: &bytes.Buffer{}})
-	if _, err := f.prompt().Confirm("x", ""); err != prompt.ErrNoTerminal {
+	if _, err := f.prompt().Confirm(context.Background(), "x", ""); err != prompt.ErrNoTerminal {
 		t.Errorf("without a terminal the default prompter must refuse, got %v", err)
 	}
 	f = newFactory(IOStreams{})
 	f.prompter = answer(true)
-	if ok, err := f.prompt().Confirm("x", ""); !ok || err != nil {
+	if ok, err := f.prompt().Confirm(context.Background(), "x", ""); !ok || err != nil {
 		t.Errorf("injected prompter not used: %v %v", ok, err)
 	}
 }

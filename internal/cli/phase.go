@@ -3,17 +3,14 @@ package cli
 import (
 	"context"
 	"encoding/json"
-	"fmt"
 	"io"
+	"sync"
 
 	"github.com/spf13/cobra"
 
 	"irctl.dev/irctl/internal/engine"
-	"irctl.dev/irctl/internal/exitcode"
 	"irctl.dev/irctl/internal/incident"
 	"irctl.dev/irctl/internal/progress"
-	"irctl.dev/irctl/internal/prompt"
-	"irctl.dev/irctl/internal/redact"
 	"irctl.dev/irctl/internal/runbook"
 )
 
@@ -64,64 +61,88 @@ func newRunCmd(f *factory) *cobra.Command {
 
 // runPhases loads the runbook and incident, then runs each phase. With
 // skipEmpty, phases the runbook has no steps for are skipped with a note.
-func runPhases(ctx context.Context, f *factory, phases []string, skipEmpty bool) (err error) {
+func runPhases(ctx context.Context, f *factory, phases []string, skipEmpty bool) error {
 	rb, err := f.loadRunbook(f.runbookPath)
 	if err != nil {
 		return err
 	}
+	command := "run"
+	if !skipEmpty {
+		command = phases[0]
+	}
+	return f.runEngine(ctx, rb, engine.RunOptions{
+		Command: command, Phases: phases, SkipEmpty: skipEmpty,
+		RunbookRef: f.runbookPath, Set: f.setValues(),
+	})
+}
+
+// newEngine builds the engine for the incident named by the flags.
+func (f *factory) newEngine(rb *runbook.Runbook) (*engine.Engine, error) {
 	inc, err := f.openIncident()
 	if err != nil {
-		return err
+		return nil, err
 	}
 	j, err := inc.Journal()
 	if err != nil {
-		return err
+		return nil, err
 	}
 	env, err := f.env()
 	if err != nil {
-		return err
+		return nil, err
 	}
-	lk, err := f.lockIncident(ctx, f.usesOf(rb, phases))
-	if err != nil {
-		return err
-	}
-	defer lk.Release()
-	// Losing the lock stops the run like an interrupt, and is its exit.
-	ctx, stopWatch := lk.Context(ctx)
-	defer stopWatch()
-	defer func() {
-		if lost := lk.Err(); lost != nil {
-			err = lost
-		}
-	}()
 	out := f.secrets.Writer(f.io.Out)
 	if f.jsonOutput() {
 		out = io.Discard
 	}
-	env.Secrets = f.secrets.Secrets()
 	eng := &engine.Engine{
 		Registry: f.registry, Env: env, Runbook: rb, Incident: inc, Journal: j,
-		Prompter: f.prompt(), Yes: f.yes, Operator: incident.Operator(), Out: out,
+		Prompter: f.prompt(), Yes: f.yes, Operator: incident.Operator(),
+		Out: out, ErrOut: f.secrets.Writer(f.io.ErrOut), JSONMode: f.jsonOutput(),
 		Bars: progress.Bars(f.io.ErrOut, f.jsonOutput()),
 	}
-	var reports []*engine.Report
-	var runErr error
-	for _, ph := range phases {
-		if skipEmpty && len(rb.Phases[ph]) == 0 {
-			fmt.Fprintf(out, "%s: runbook %s has no steps for this phase; skipped\n\n", ph, rb.Name)
-			continue
-		}
-		rep, err := eng.RunPhase(ctx, ph)
-		reports = append(reports, rep)
+	env.Secrets = f.secrets.Secrets()
+	return eng, nil
+}
+
+// withLock sets the engine's lock: the responder lock, whose loss cancels
+// the run with the loss (exit 5) as its cause.
+func (f *factory) withLock(ctx context.Context, eng *engine.Engine) (context.Context, func()) {
+	ctx, cancel := context.WithCancelCause(ctx)
+	var once sync.Once
+	stops := []func(){}
+	eng.Lock = func(lctx context.Context, servers map[string]bool) (func(), error) {
+		lk, err := f.lockIncident(lctx, servers)
 		if err != nil {
-			runErr = err
-			if exitcode.Code(err) != exitcode.Partial {
-				break
-			}
+			return nil, err
 		}
-		fmt.Fprintln(out)
+		done := make(chan struct{})
+		go func() {
+			select {
+			case <-lk.Lost():
+				cancel(lk.Err())
+			case <-done:
+			}
+		}()
+		stop := func() { once.Do(func() { close(done) }); lk.Release() }
+		stops = append(stops, stop)
+		return stop, nil
 	}
+	return ctx, func() { cancel(nil) }
+}
+
+// runEngine runs o with the engine and prints the reports with -o json.
+func (f *factory) runEngine(ctx context.Context, rb *runbook.Runbook, o engine.RunOptions) error {
+	eng, err := f.newEngine(rb)
+	if err != nil {
+		return err
+	}
+	ctx, done := f.withLock(ctx, eng)
+	defer done()
+	reports, runErr := eng.Run(ctx, o)
 	if f.jsonOutput() {
+		if reports == nil {
+			reports = []*engine.Report{}
+		}
 		enc := json.NewEncoder(f.secrets.Writer(f.io.Out))
 		enc.SetIndent("", "  ")
 		if err := enc.Encode(reports); err != nil {
@@ -129,16 +150,4 @@ func runPhases(ctx context.Context, f *factory, phases []string, skipEmpty bool)
 		}
 	}
 	return runErr
-}
-
-// redactingPrompter redacts secrets from what a confirmation shows (a
-// plan's summary can quote a templated secret), since the prompt writes to
-// the terminal itself.
-type redactingPrompter struct {
-	p       prompt.Prompter
-	secrets *redact.Set
-}
-
-func (r redactingPrompter) Confirm(title, detail string) (bool, error) {
-	return r.p.Confirm(r.secrets.String(title), r.secrets.String(detail))
 }

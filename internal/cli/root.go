@@ -8,13 +8,11 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"os/signal"
 	"runtime/debug"
-	"strings"
-	"syscall"
 
 	"github.com/spf13/cobra"
 
+	"irctl.dev/irctl/internal/engine"
 	"irctl.dev/irctl/internal/exitcode"
 	"irctl.dev/irctl/internal/kube"
 	"irctl.dev/irctl/internal/lock"
@@ -53,16 +51,10 @@ type IOStreams struct {
 func Main() int {
 	ctx, cancel := context.WithCancelCause(context.Background())
 	defer cancel(nil)
-	sigs := make(chan os.Signal, 1)
-	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
-	go func() {
-		s := <-sigs
-		// The first signal cancels in-flight work so steps can record
-		// "interrupted"; a second one falls through to the default and kills.
-		signal.Stop(sigs)
-		cancel(fmt.Errorf("received %s", s))
-	}()
-	return Run(ctx, os.Args[1:], IOStreams{In: os.Stdin, Out: os.Stdout, ErrOut: os.Stderr})
+	stop := handleSignals(cancel)
+	defer stop()
+	code := Run(ctx, os.Args[1:], IOStreams{In: os.Stdin, Out: os.Stdout, ErrOut: os.Stderr})
+	return signalExitCode(ctx, code)
 }
 
 // Run executes irctl with args and returns the exit code; errors are
@@ -85,13 +77,13 @@ func Run(ctx context.Context, args []string, io IOStreams) int {
 		// happen before any RunE starts: they are usage errors.
 		code = exitcode.Usage
 	}
+	// Errors carry what servers under attack said: one line, no escapes.
 	fmt.Fprintf(io.ErrOut, "irctl: %s\n", f.secrets.String(oneLine(err.Error())))
 	return code
 }
 
-func oneLine(s string) string {
-	return strings.Join(strings.Fields(s), " ")
-}
+// oneLine puts s on one line with terminal escapes neutralised.
+func oneLine(s string) string { return engine.Clean(s) }
 
 func newRootCmd(f *factory) *cobra.Command {
 	root := &cobra.Command{
@@ -105,7 +97,14 @@ platform's PostgreSQL database.
 Every step is planned against the live servers and shown before it acts;
 destructive steps ask first (or need --yes without a terminal); every intent
 and outcome is recorded in the incident's journal. Rehearse with
---dry-run=server: the servers report what would change, nothing changes.`,
+--dry-run=server: the servers report what would change, nothing changes.
+An interrupted or killed run continues with ` + "`irctl resume`" + `.
+
+Exit codes: 0 ok; 1 error; 2 usage or invalid runbook; 3 declined (or a
+destructive step without a terminal and without --yes); 4 partial (some
+targets failed); 5 precondition (permission, lock, drift); 130 interrupted
+by SIGINT (Ctrl-C), 143 by SIGTERM, 129 by SIGHUP. A second signal exits at
+once.`,
 		SilenceErrors: true,
 		SilenceUsage:  true,
 		Version:       Version(),
@@ -136,6 +135,7 @@ and outcome is recorded in the incident's journal. Rehearse with
 		newSandboxCmd(f),
 		newStatusCmd(f),
 		newUndoCmd(f),
+		newResumeCmd(f),
 		newEvidenceCmd(f),
 		newVersionCmd(),
 	)

@@ -10,7 +10,11 @@ import (
 // secrets are the runbook's secret values and whatever else the
 // environment knows to be secret (the DSN password, a kubeconfig token).
 func (e *Engine) secrets() *redact.Set {
-	return redact.New(append(append([]string(nil), e.Runbook.Secrets...), e.Env.Secrets...)...)
+	var s []string
+	if e.Runbook != nil { // undo works from the journal, without a runbook
+		s = append(s, e.Runbook.Secrets...)
+	}
+	return redact.New(append(s, e.Env.Secrets...)...)
 }
 
 // redactRecord removes secrets from every free text of a journal record

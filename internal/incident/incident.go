@@ -158,6 +158,7 @@ const (
 	// commit with the number of entries and the hash of the newest line,
 	// so that removing or rewriting the manifest's tail is caught.
 	KindEvidence = "evidence"
+	KindRun      = "run" // a run starts: what `irctl resume` needs to continue it
 )
 
 // Record is one journal line.
@@ -190,6 +191,16 @@ type Record struct {
 	EvidenceItem  string `json:"evidence_item,omitempty"`
 	EvidenceItems int    `json:"evidence_items,omitempty"`
 	EvidenceHead  string `json:"evidence_head,omitempty"`
+
+	// A run record (KindRun) says what was asked, so that `irctl resume`
+	// can continue it: the command ("run" or the phase), the phases, the
+	// runbook as given with -f, and the --set values with secret params
+	// redacted. Resumes is the Seq of the run record a resume continues.
+	Command    string            `json:"command,omitempty"`
+	Phases     []string          `json:"phases,omitempty"`
+	RunbookRef string            `json:"runbook_ref,omitempty"`
+	Set        map[string]string `json:"set,omitempty"`
+	Resumes    int               `json:"resumes,omitempty"`
 }
 
 // ReadJournal reads every record; a missing journal is empty. A torn last

@@ -5,10 +5,12 @@
 package prompt
 
 import (
+	"context"
 	"errors"
 	"io"
 	"os"
 
+	tea "github.com/charmbracelet/bubbletea"
 	"github.com/charmbracelet/huh"
 	"golang.org/x/term"
 )
@@ -19,7 +21,12 @@ var ErrNoTerminal = errors.New("no terminal to confirm on")
 
 // Prompter asks yes/no questions; the default answer is always "no".
 type Prompter interface {
-	Confirm(title, detail string) (bool, error)
+	// Confirm asks; a cancelled ctx (SIGTERM, SIGHUP) ends the question
+	// with ctx's error, never with consent.
+	Confirm(ctx context.Context, title, detail string) (bool, error)
+	// CanConfirm says whether anybody can be asked, so that a run that
+	// would need to ask is refused before its first step, not halfway.
+	CanConfirm() bool
 }
 
 // CanPrompt reports whether in and out are both terminals.
@@ -40,22 +47,36 @@ func New(in io.Reader, out io.Writer) Prompter {
 
 type noTerminal struct{}
 
-func (noTerminal) Confirm(string, string) (bool, error) { return false, ErrNoTerminal }
+func (noTerminal) Confirm(context.Context, string, string) (bool, error) {
+	return false, ErrNoTerminal
+}
+func (noTerminal) CanConfirm() bool { return false }
 
 type huhPrompter struct {
 	in  io.Reader
 	out io.Writer
 }
 
+// CanConfirm is true: in and out are terminals.
+func (p *huhPrompter) CanConfirm() bool { return true }
+
 // Confirm shows a huh Confirm defaulting to "No". Ctrl-C or Esc counts as
 // "no", never as an error that could be mistaken for consent.
-func (p *huhPrompter) Confirm(title, detail string) (bool, error) {
+func (p *huhPrompter) Confirm(ctx context.Context, title, detail string) (bool, error) {
 	ok := false
 	c := huh.NewConfirm().Title(title).Affirmative("Yes").Negative("No").Value(&ok)
 	if detail != "" {
 		c = c.Description(detail)
 	}
-	err := huh.NewForm(huh.NewGroup(c)).WithInput(p.in).WithOutput(p.out).WithShowHelp(true).Run()
+	// Signals are irctl's to handle (they cancel ctx, which ends the
+	// form): bubbletea's own handler, racing ours, can hang the form's
+	// shutdown after a SIGTERM.
+	err := huh.NewForm(huh.NewGroup(c)).
+		WithProgramOptions(tea.WithReportFocus(), tea.WithoutSignalHandler()).
+		WithInput(p.in).WithOutput(p.out).WithShowHelp(true).RunWithContext(ctx)
+	if ctx.Err() != nil {
+		return false, ctx.Err() // whatever was pressed meanwhile
+	}
 	if errors.Is(err, huh.ErrUserAborted) || errors.Is(err, huh.ErrTimeout) {
 		return false, nil
 	}

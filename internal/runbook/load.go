@@ -9,6 +9,7 @@ import (
 	"regexp"
 	"sort"
 	"strings"
+	"time"
 
 	"go.yaml.in/yaml/v3"
 )
@@ -47,6 +48,9 @@ type Step struct {
 	Action      string
 	Description string
 	Line        int
+	// Timeout is the step's own deadline (`timeout:`), zero when it has
+	// none and the action's default applies.
+	Timeout time.Duration
 	// Params are the rendered, converted values keyed by the action's param
 	// names; an action reads them with the typed getters of Params.
 	Params Params
@@ -114,6 +118,7 @@ type stepDoc struct {
 	Name        string         `yaml:"name"`
 	Action      string         `yaml:"action"`
 	Description string         `yaml:"description"`
+	Timeout     string         `yaml:"timeout"`
 	With        map[string]any `yaml:"with"`
 }
 
@@ -245,6 +250,16 @@ func Load(file string, data []byte, o Options) (*Runbook, error) {
 				add(line, "step name %q is used twice in phase %s (first at line %d)", st.Name, phase, prev)
 			}
 			seen[st.Name] = line
+			if sd.Timeout != "" {
+				d, err := ParseDuration(sd.Timeout)
+				if err == nil && d == 0 {
+					err = fmt.Errorf("%q is not a positive duration", sd.Timeout)
+				}
+				if err != nil {
+					add(valueLine(stepNode, "timeout"), "step %s: timeout: %v", st.Name, err)
+				}
+				st.Timeout = d
+			}
 			if sd.Action == "" {
 				add(line, "step %s has no action", st.Name)
 				rb.Phases[phase] = append(rb.Phases[phase], st)

@@ -78,6 +78,9 @@ type Spec struct {
 	// "postgres"), so the engine can check they answer before the first
 	// write of a phase.
 	Uses []string
+	// Timeout is the step's default deadline (a step may set its own with
+	// `timeout:`); zero means the engine's DefaultStepTimeout.
+	Timeout time.Duration
 }
 
 func (s *Spec) param(name string) (ParamDef, bool) {

@@ -7,6 +7,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -35,7 +36,8 @@ const LabelForensicCopyOf = "irctl.dev/forensic-copy-of"
 
 func (DebugCopy) Spec() runbook.Spec {
 	return runbook.Spec{
-		Name: "k8s.debug-copy",
+		Name:    "k8s.debug-copy",
+		Timeout: 15 * time.Minute, // the step's default deadline
 		Description: "Create a forensic copy of affected pods (<pod>-forensic-<incident>): same spec, labels stripped except " + LabelForensicCopyOf +
 			", node unassigned, no service account token unless asked, optionally a debug container sharing its process namespace; originals untouched; undo deletes the copies.",
 		Destructive: true,

@@ -40,7 +40,8 @@ var DumpKinds = []string{
 
 func (Dump) Spec() runbook.Spec {
 	return runbook.Spec{
-		Name: "k8s.dump",
+		Name:    "k8s.dump",
+		Timeout: 30 * time.Minute, // the step's default deadline
 		Description: "Save cluster state as YAML evidence, one file per kind: pods (and describe-like text with their events), events, container images, " +
 			"cronjobs/jobs/daemonsets (persistence), deployments by creation time, service accounts in use, RBAC objects and RBAC events.",
 		Uses: []string{runbook.UsesKubernetes},

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"sort"
 	"strings"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	networkingv1 "k8s.io/api/networking/v1"
@@ -49,7 +50,8 @@ type Isolate struct{}
 
 func (Isolate) Spec() runbook.Spec {
 	return runbook.Spec{
-		Name: "k8s.isolate",
+		Name:    "k8s.isolate",
+		Timeout: 5 * time.Minute, // the step's default deadline
 		Description: "Apply a quarantine NetworkPolicy (server-side apply): the selected pods get no ingress and egress only to the forensics pods; " +
 			"undo removes the policy or restores its previous spec.",
 		Destructive: true,

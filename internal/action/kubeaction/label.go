@@ -9,6 +9,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -32,6 +33,7 @@ type Label struct{}
 func (Label) Spec() runbook.Spec {
 	return runbook.Spec{
 		Name:        "k8s.label",
+		Timeout:     15 * time.Minute, // the step's default deadline
 		Description: "Set labels (e.g. quarantine=true) on pods chosen by names or a label selector; undo restores the previous values.",
 		Destructive: true,
 		Uses:        []string{runbook.UsesKubernetes},

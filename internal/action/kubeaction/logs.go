@@ -34,6 +34,7 @@ const logWorkers = 8
 func (Logs) Spec() runbook.Spec {
 	return runbook.Spec{
 		Name:        "k8s.logs",
+		Timeout:     30 * time.Minute, // the step's default deadline
 		Description: "Save the logs of the chosen pods' containers as evidence, the previous instance too where a container restarted; collect before draining or restarting (RFC 3227: most volatile first).",
 		Uses:        []string{runbook.UsesKubernetes},
 		Params: append(podParams(), []runbook.ParamDef{

@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"time"
 
 	"irctl.dev/irctl/internal/action"
 	"irctl.dev/irctl/internal/evidence"
@@ -32,6 +33,7 @@ const maxScanLine = 1 << 20
 func (LogScan) Spec() runbook.Spec {
 	return runbook.Spec{
 		Name:        "k8s.log-scan",
+		Timeout:     30 * time.Minute, // the step's default deadline
 		Description: "Stream the logs of pods since a duration and keep the lines matching a pattern whose last number exceeds a threshold (e.g. bytes transferred); per-pod counts shown, matching lines saved as evidence.",
 		Uses:        []string{runbook.UsesKubernetes},
 		Params: append(podParams(), []runbook.ParamDef{

@@ -208,6 +208,7 @@ type Cordon struct{}
 func (Cordon) Spec() runbook.Spec {
 	return runbook.Spec{
 		Name:        "k8s.cordon",
+		Timeout:     10 * time.Minute, // the step's default deadline
 		Description: "Mark nodes unschedulable (kubectl cordon); undo uncordons the nodes this step cordoned.",
 		Destructive: true,
 		Uses:        []string{runbook.UsesKubernetes},
@@ -281,7 +282,8 @@ type Drain struct{}
 
 func (Drain) Spec() runbook.Spec {
 	return runbook.Spec{
-		Name: "k8s.drain",
+		Name:    "k8s.drain",
+		Timeout: 60 * time.Minute, // the step's default deadline
 		Description: "Cordon nodes and evict their pods (kubectl drain); a drain that stops partway leaves the node cordoned and lists the pods left. " +
 			"Undo uncordons the nodes this step cordoned; evicted pods are not restored.",
 		Destructive: true,

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"sort"
 	"strings"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -39,7 +40,8 @@ type SecretRotate struct{}
 
 func (SecretRotate) Spec() runbook.Spec {
 	return runbook.Spec{
-		Name: "k8s.secret-rotate",
+		Name:    "k8s.secret-rotate",
+		Timeout: 5 * time.Minute, // the step's default deadline
 		Description: "Create a Secret, or replace one of its keys, with a new random value (crypto/rand, base64); " +
 			"only keyed fingerprints (HMAC-SHA256 under the incident's key) are shown or recorded. Cannot be undone.",
 		Destructive: true,

@@ -46,7 +46,8 @@ const (
 
 func (Snapshot) Spec() runbook.Spec {
 	return runbook.Spec{
-		Name: "k8s.snapshot",
+		Name:    "k8s.snapshot",
+		Timeout: 30 * time.Minute, // the step's default deadline
 		Description: "Take a VolumeSnapshot of PersistentVolumeClaims and wait until it is readyToUse; its bound content is switched to deletionPolicy Retain " +
 			"so deleting the VolumeSnapshot object cannot destroy the evidence. The objects are saved as evidence; undo never deletes snapshots.",
 		Uses: []string{runbook.UsesKubernetes},

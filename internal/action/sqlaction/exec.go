@@ -24,6 +24,7 @@ type Exec struct{}
 func (Exec) Spec() runbook.Spec {
 	return runbook.Spec{
 		Name:        "sql.exec",
+		Timeout:     15 * time.Minute, // the step's default deadline
 		Description: "Run a parameterised SQL write in a transaction, planned by a rolled-back run that reports the row count (under --dry-run=client the write never runs: count_sql counts instead); an optional guard query must return true before COMMIT.",
 		Destructive: true,
 		Uses:        []string{runbook.UsesPostgres},

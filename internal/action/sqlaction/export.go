@@ -27,7 +27,8 @@ type Export struct{}
 
 func (Export) Spec() runbook.Spec {
 	return runbook.Spec{
-		Name: "sql.export",
+		Name:    "sql.export",
+		Timeout: 60 * time.Minute, // the step's default deadline
 		Description: "Export a table's rows newer than a duration as CSV evidence: COPY ... TO STDOUT streamed to disk while hashed, " +
 			"formula-like cells neutralised, the row count taken in the same REPEATABLE READ snapshot.",
 		Uses: []string{runbook.UsesPostgres},

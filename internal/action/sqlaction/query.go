@@ -34,6 +34,7 @@ const DefaultKeepRows = 1000
 func (Query) Spec() runbook.Spec {
 	return runbook.Spec{
 		Name:        "sql.query",
+		Timeout:     15 * time.Minute, // the step's default deadline
 		Description: "Run a parameterised query in a READ ONLY transaction; show the rows and save them all as evidence (JSON lines or CSV) with the SQL, params and row count.",
 		Uses:        []string{runbook.UsesPostgres},
 		Params: []runbook.ParamDef{
