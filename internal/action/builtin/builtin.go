@@ -3,6 +3,7 @@ package builtin
 
 import (
 	"irctl.dev/irctl/internal/action"
+	"irctl.dev/irctl/internal/action/credaction"
 	"irctl.dev/irctl/internal/action/httpaction"
 	"irctl.dev/irctl/internal/action/kubeaction"
 	"irctl.dev/irctl/internal/action/promaction"
@@ -27,5 +28,6 @@ func Registry() *action.Registry {
 		kubeaction.DebugCopy{},
 		promaction.Query{},
 		httpaction.Check{},
+		credaction.RotatePassword{},
 	)
 }
