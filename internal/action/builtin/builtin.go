@@ -29,5 +29,6 @@ func Registry() *action.Registry {
 		promaction.Query{},
 		httpaction.Check{},
 		credaction.RotatePassword{},
+		kubeaction.RevokeIdentity{},
 	)
 }
