@@ -30,5 +30,6 @@ func Registry() *action.Registry {
 		httpaction.Check{},
 		credaction.RotatePassword{},
 		kubeaction.RevokeIdentity{},
+		kubeaction.Job{},
 	)
 }
