@@ -133,6 +133,7 @@ func (Job) Permissions(p runbook.Params) []kube.Permission {
 		rbacNS, role, binding = "", "clusterroles", "clusterrolebindings"
 	}
 	return []kube.Permission{
+		{Verb: "get", Resource: "serviceaccounts", Namespace: ns},
 		{Verb: "create", Resource: "serviceaccounts", Namespace: ns},
 		{Verb: "create", Group: rbacv1.GroupName, Resource: role, Namespace: rbacNS},
 		{Verb: "create", Group: rbacv1.GroupName, Resource: binding, Namespace: rbacNS},
@@ -159,6 +160,14 @@ func (Job) Plan(ctx context.Context, env *action.Env, p runbook.Params) (*action
 		return nil, fmt.Errorf("Job %s/%s already exists: delete it or rename the Job in the manifest", ns, name)
 	} else if !apierrors.IsNotFound(err) {
 		return nil, fmt.Errorf("get Job %s/%s: %s", ns, name, kube.Short(err))
+	}
+	// A ServiceAccount of that name may hold grants irctl did not give:
+	// never run the scanner as it.
+	sa := s.job.Spec.Template.Spec.ServiceAccountName
+	if _, err := c.Core.CoreV1().ServiceAccounts(ns).Get(ctx, sa, metav1.GetOptions{}); err == nil {
+		return nil, fmt.Errorf("ServiceAccount %s/%s already exists (an earlier run?): delete it, its Role and RoleBinding, or rename the Job", ns, sa)
+	} else if !apierrors.IsNotFound(err) {
+		return nil, fmt.Errorf("get ServiceAccount %s/%s: %s", ns, sa, kube.Short(err))
 	}
 	scope := "in " + ns
 	if s.clusterWide {

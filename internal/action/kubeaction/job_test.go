@@ -9,7 +9,9 @@ import (
 
 	authorizationv1 "k8s.io/api/authorization/v1"
 	batchv1 "k8s.io/api/batch/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/ptr"
 
 	"irctl.dev/irctl/internal/action"
 	"irctl.dev/irctl/internal/runbook"
@@ -94,6 +96,25 @@ func TestJobRunsScannerWithReadOnlyAccount(t *testing.T) {
 		if got := may(t, e, "irctl-trivy-scan", c.verb, c.group, c.res, c.ns); got != c.want {
 			t.Errorf("may %s %s.%s in %s: %v, want %v", c.verb, c.res, c.group, c.ns, got, c.want)
 		}
+	}
+	// A second run would reuse the account: refused at plan time.
+	if _, err := a.Plan(t.Context(), e.Env, runbook.Params{"namespace": e.ns, "manifest": scanManifest("trivy-scan", "")}); err == nil || !strings.Contains(err.Error(), "already exists") {
+		t.Errorf("rerun: %v", err)
+	}
+	if err := e.c.Core.BatchV1().Jobs(e.ns).Delete(t.Context(), "trivy-scan", metav1.DeleteOptions{PropagationPolicy: ptr.To(metav1.DeletePropagationBackground)}); err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(200 * time.Millisecond) {
+		_, err := e.c.Core.BatchV1().Jobs(e.ns).Get(t.Context(), "trivy-scan", metav1.GetOptions{})
+		if apierrors.IsNotFound(err) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the Job is not gone: %v", err)
+		}
+	}
+	if _, err := a.Plan(t.Context(), e.Env, runbook.Params{"namespace": e.ns, "manifest": scanManifest("trivy-scan", "")}); err == nil || !strings.Contains(err.Error(), "ServiceAccount "+e.ns+"/irctl-trivy-scan already exists") {
+		t.Errorf("rerun with the Job deleted: %v", err)
 	}
 	// The status is evidence; the logs are, or the result says why not.
 	status, err := os.ReadFile(filepath.Join(e.dir, "evidence", "jobs", e.ns+"-trivy-scan", "job.yaml"))
