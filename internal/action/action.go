@@ -13,6 +13,7 @@ import (
 
 	"irctl.dev/irctl/internal/evidence"
 	"irctl.dev/irctl/internal/kube"
+	"irctl.dev/irctl/internal/progress"
 	"irctl.dev/irctl/internal/runbook"
 )
 
@@ -41,6 +42,10 @@ type Env struct {
 	// Evidence opens the incident's evidence store on first use; it fails
 	// under --dry-run=client, which writes nothing.
 	Evidence func() (*evidence.Store, error)
+	// Progress is how a long step says how far it is (pods labelled, rows
+	// exported); the engine draws it on a terminal. It may be nil: its
+	// methods then do nothing, so actions report unconditionally.
+	Progress *progress.Counter
 }
 
 // Plan is what a step will do, resolved against the live servers.

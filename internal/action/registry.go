@@ -17,6 +17,9 @@ func NewRegistry(actions ...Action) *Registry {
 	r := &Registry{m: map[string]Action{}}
 	for _, a := range actions {
 		name := a.Spec().Name
+		if err := a.Spec().Check(); err != nil {
+			panic(err.Error())
+		}
 		if _, dup := r.m[name]; dup {
 			panic(fmt.Sprintf("action %s registered twice", name))
 		}

@@ -24,7 +24,6 @@ import (
 	"irctl.dev/irctl/internal/action"
 	"irctl.dev/irctl/internal/action/kubeaction"
 	"irctl.dev/irctl/internal/kube"
-	"irctl.dev/irctl/internal/runbook"
 	"irctl.dev/irctl/internal/sandbox"
 	"irctl.dev/irctl/internal/sandbox/sandboxtest"
 )
@@ -140,7 +139,7 @@ func BenchmarkQuarantine2000(b *testing.B) {
 			return nil
 		},
 		"irctl-action": func(ns string) error {
-			p := runbook.Params{"namespace": ns, "selector": "app=orchestrator", "labels": map[string]string{"quarantine": "true"}}
+			p := kubeaction.Label{}.Spec().MustBind(map[string]any{"namespace": ns, "selector": "app=orchestrator", "labels": map[string]string{"quarantine": "true"}})
 			plan, err := kubeaction.Label{}.Plan(ctx, env, p)
 			if err != nil {
 				return err

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io/fs"
 	"path"
+	"sort"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -13,6 +14,7 @@ import (
 	"github.com/spf13/cobra"
 
 	irctl "irctl.dev/irctl"
+	"irctl.dev/irctl/internal/action"
 	"irctl.dev/irctl/internal/exitcode"
 	"irctl.dev/irctl/internal/incident"
 	"irctl.dev/irctl/internal/runbook"
@@ -44,7 +46,7 @@ P3 medium (suspicious activity), P4 low (failed logins).`,
 			if err != nil {
 				return err
 			}
-			if f.output == "json" {
+			if f.jsonOutput() {
 				return f.printJSON(inc)
 			}
 			fmt.Fprintln(f.io.Out, inc.ID)
@@ -81,7 +83,7 @@ func newRunbookCmd(f *factory) *cobra.Command {
 			return tw.Flush()
 		},
 	})
-	cmd.AddCommand(&cobra.Command{
+	show := &cobra.Command{
 		Use:   "show [NAME|FILE]",
 		Short: "Show a runbook's params and steps (default: the -f runbook)",
 		Args:  cobra.MaximumNArgs(1),
@@ -96,8 +98,8 @@ func newRunbookCmd(f *factory) *cobra.Command {
 			}
 			return showRunbook(f, rb)
 		},
-	})
-	cmd.AddCommand(&cobra.Command{
+	}
+	validate := &cobra.Command{
 		Use:   "validate [FILE]",
 		Short: "Check a runbook and report every problem with file:line (default: the -f runbook)",
 		Args:  cobra.MaximumNArgs(1),
@@ -127,7 +129,10 @@ func newRunbookCmd(f *factory) *cobra.Command {
 			fmt.Fprintf(f.io.Out, "%s: ok (%d steps in %s)\n", rb.File, n, strings.Join(phasesOf(rb), ", "))
 			return nil
 		},
-	})
+	}
+	addRunbookFlags(f, show)
+	addRunbookFlags(f, validate)
+	cmd.AddCommand(show, validate)
 	return cmd
 }
 
@@ -142,7 +147,7 @@ func phasesOf(rb *runbook.Runbook) []string {
 }
 
 func showRunbook(f *factory, rb *runbook.Runbook) error {
-	if f.output == "json" {
+	if f.jsonOutput() {
 		return f.printJSON(runbookView(f, rb))
 	}
 	w := f.io.Out
@@ -214,37 +219,102 @@ func runbookView(f *factory, rb *runbook.Runbook) map[string]any {
 func newActionsCmd(f *factory) *cobra.Command {
 	return &cobra.Command{
 		Use:   "actions",
-		Short: "List every action a runbook step can use, with its params",
+		Short: "List every action a runbook step can use, with its params' types and defaults",
 		Args:  cobra.NoArgs,
 		RunE: func(*cobra.Command, []string) error {
-			var specs []runbook.Spec
+			var views []actionView
 			for _, n := range f.registry.Names() {
 				s, _ := f.registry.Spec(n)
-				specs = append(specs, s)
+				views = append(views, viewOfAction(s))
 			}
-			if f.output == "json" {
-				return f.printJSON(specs)
+			if f.jsonOutput() {
+				return f.printJSON(views)
 			}
 			w := f.io.Out
-			for _, s := range specs {
+			for _, s := range views {
 				d := "safe"
 				if s.Destructive {
 					d = "destructive: asks before acting"
 				}
 				fmt.Fprintf(w, "%s (%s)\n  %s\n", s.Name, d, s.Description)
 				tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+				fmt.Fprintln(tw, "    PARAM\tTYPE\tDEFAULT\tDESCRIPTION")
 				for _, p := range s.Params {
-					req := ""
-					if p.Required {
-						req = " required"
+					def := "-"
+					switch {
+					case p.Required:
+						def = "(required)"
+					case p.Default != nil:
+						def = defaultText(p.Default)
 					}
-					fmt.Fprintf(tw, "    %s\t%s%s\t%s\n", p.Name, p.Type, req, p.Description)
+					typ := string(p.Type)
+					if p.Secret {
+						typ += ", secret"
+					}
+					fmt.Fprintf(tw, "    %s\t%s\t%s\t%s\n", p.Name, typ, def, p.Description)
 				}
 				tw.Flush()
 				fmt.Fprintln(w)
 			}
 			return nil
 		},
+	}
+}
+
+// actionView is an action's spec as `irctl actions` shows it; defaults
+// print as a runbook would write them (2m0s, not 120000000000).
+type actionView struct {
+	Name        string      `json:"name"`
+	Description string      `json:"description"`
+	Destructive bool        `json:"destructive"`
+	Uses        []string    `json:"uses,omitempty"`
+	Params      []paramView `json:"params"`
+}
+
+type paramView struct {
+	Name        string       `json:"name"`
+	Type        runbook.Type `json:"type"`
+	Required    bool         `json:"required"`
+	Secret      bool         `json:"secret"`
+	Default     any          `json:"default,omitempty"`
+	Description string       `json:"description"`
+}
+
+func viewOfAction(s runbook.Spec) actionView {
+	v := actionView{Name: s.Name, Description: s.Description, Destructive: s.Destructive, Uses: s.Uses, Params: []paramView{}}
+	for _, d := range s.Params {
+		p := paramView{Name: d.Name, Type: d.Type, Required: d.Required, Secret: d.Secret, Description: d.Description}
+		if d.Default != nil {
+			p.Default = runbook.DisplayValue(d.Default)
+		}
+		v.Params = append(v.Params, p)
+	}
+	return v
+}
+
+// defaultText renders a default for the table: lists comma-separated,
+// maps as k=v, the empty string quoted so it is visible.
+func defaultText(v any) string {
+	switch x := runbook.DisplayValue(v).(type) {
+	case string:
+		if x == "" {
+			return `""`
+		}
+		return x
+	case []string:
+		if len(x) > 4 { // k8s.dump's every kind: the description says it
+			return fmt.Sprintf("%s,... (%d)", strings.Join(x[:3], ","), len(x))
+		}
+		return strings.Join(x, ",")
+	case map[string]string:
+		keys := make([]string, 0, len(x))
+		for k := range x {
+			keys = append(keys, k+"="+x[k])
+		}
+		sort.Strings(keys)
+		return "{" + strings.Join(keys, ",") + "}"
+	default:
+		return fmt.Sprint(x)
 	}
 }
 
@@ -262,7 +332,7 @@ func newStatusCmd(f *factory) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			if f.output == "json" {
+			if f.jsonOutput() {
 				return f.printJSON(map[string]any{"incident": inc, "journal": recs})
 			}
 			w := f.io.Out
@@ -285,7 +355,7 @@ func newStatusCmd(f *factory) *cobra.Command {
 }
 
 func dash(s string) string {
-	if s == "" || s == "none" {
+	if s == "" || s == string(action.DryRunNone) {
 		return "-"
 	}
 	return s

@@ -80,7 +80,7 @@ func TestOfflineCommands(t *testing.T) {
 	}{
 		{[]string{"version"}, 0, "irctl "},
 		{[]string{"completion", "bash"}, 0, "bash completion"},
-		{[]string{"--help"}, 0, "--dry-run"},
+		{[]string{"contain", "--help"}, 0, "--dry-run"},
 		{[]string{"contain", "--incident", "nope"}, exitcode.Usage, "SEC-YYYYMMDD-NNN"},
 		{[]string{"declare", "--severity", "P9", "--title", "x", "--state-dir", "/nonexistent/x"}, exitcode.Usage, "P0, P1"},
 		{[]string{"declare", "--title", "x"}, exitcode.Usage, "severity"},

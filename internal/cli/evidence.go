@@ -40,7 +40,7 @@ const signingKeyEnv = "IRCTL_EVIDENCE_KEY"
 // opened on first use with the collector's identity. A client dry run
 // writes nothing, evidence included.
 func (f *factory) evidenceStore() (*evidence.Store, error) {
-	if f.dryRun == string(action.DryRunClient) {
+	if f.dryRun == action.DryRunClient {
 		return nil, errors.New("no evidence is written under --dry-run=client")
 	}
 	f.evidence.once.Do(func() {
@@ -147,7 +147,7 @@ func newEvidenceListCmd(f *factory) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			if f.output == "json" {
+			if f.jsonOutput() {
 				if entries == nil {
 					entries = []evidence.Entry{}
 				}
@@ -221,7 +221,7 @@ whole manifest (see irctl evidence sign).`,
 			if err != nil {
 				return err
 			}
-			if f.output == "json" {
+			if f.jsonOutput() {
 				if r.Problems == nil {
 					r.Problems = []evidence.Problem{}
 				}
@@ -325,7 +325,7 @@ func newEvidenceSignCmd(f *factory) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			if f.output == "json" {
+			if f.jsonOutput() {
 				return f.printJSON(info)
 			}
 			fmt.Fprintf(f.io.Out, "signed %d manifest line(s) of %s with key %s (manifest sha256 %s)\n", info.Lines, inc.ID, info.Key, info.ManifestSHA256)

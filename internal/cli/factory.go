@@ -13,7 +13,6 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/rs/zerolog"
 	"github.com/spf13/cobra"
-	"golang.org/x/term"
 
 	irctl "irctl.dev/irctl"
 	"irctl.dev/irctl/internal/action"
@@ -23,6 +22,8 @@ import (
 	"irctl.dev/irctl/internal/incident"
 	"irctl.dev/irctl/internal/kube"
 	"irctl.dev/irctl/internal/lock"
+	"irctl.dev/irctl/internal/progress"
+	"irctl.dev/irctl/internal/prompt"
 	"irctl.dev/irctl/internal/runbook"
 )
 
@@ -37,9 +38,16 @@ type factory struct {
 
 	databaseURL, runbookPath, incidentID, stateDir string
 	lockNamespace                                  string
-	dryRun, output, logLevel, logFormat            string
+	logLevel, logFormat                            string
 	set                                            []string
 	yes                                            bool
+	// Parsed once, when the flags are set.
+	dryRun action.DryRun
+	output outputFormat
+
+	// prompter asks before destructive steps; nil means prompt.New on the
+	// process's streams. Tests set it to answer for the operator.
+	prompter prompt.Prompter
 
 	started  bool
 	log      zerolog.Logger
@@ -57,7 +65,7 @@ type factory struct {
 }
 
 func newFactory(io IOStreams) *factory {
-	return &factory{io: io, log: zerolog.Nop(), registry: builtin.Registry()}
+	return &factory{io: io, log: zerolog.Nop(), registry: builtin.Registry(), dryRun: action.DryRunNone, output: outputText}
 }
 
 // complete validates global flags and applies environment defaults.
@@ -80,12 +88,6 @@ func (f *factory) complete(cmd *cobra.Command) error {
 	if f.lockNamespace == "" {
 		f.lockNamespace = lock.DefaultNamespace
 	}
-	if f.output != "text" && f.output != "json" {
-		return usage("--output=%s: want text or json", f.output)
-	}
-	if _, err := parseDryRun(f.dryRun); err != nil {
-		return err
-	}
 	lvl, err := zerolog.ParseLevel(f.logLevel)
 	if err != nil || f.logLevel == "" {
 		return usage("--log-level=%s: want debug, info, warn or error", f.logLevel)
@@ -94,11 +96,7 @@ func (f *factory) complete(cmd *cobra.Command) error {
 	switch f.logFormat {
 	case "json":
 	case "console":
-		color := false
-		if fd, ok := f.io.ErrOut.(*os.File); ok {
-			color = term.IsTerminal(int(fd.Fd()))
-		}
-		w = zerolog.ConsoleWriter{Out: f.io.ErrOut, NoColor: !color, TimeFormat: time.RFC3339}
+		w = zerolog.ConsoleWriter{Out: f.io.ErrOut, NoColor: !progress.Color(f.io.ErrOut), TimeFormat: time.RFC3339}
 	default:
 		return usage("--log-format=%s: want console or json", f.logFormat)
 	}
@@ -151,15 +149,22 @@ func (f *factory) database(ctx context.Context) (*pgxpool.Pool, error) {
 	return p, nil
 }
 
-func (f *factory) env() (*action.Env, error) {
-	dr, err := parseDryRun(f.dryRun)
-	if err != nil {
-		return nil, err
+// prompt returns the prompter destructive steps ask through.
+func (f *factory) prompt() prompt.Prompter {
+	if f.prompter == nil {
+		f.prompter = prompt.New(f.io.In, f.io.ErrOut)
 	}
+	return f.prompter
+}
+
+// jsonOutput reports -o json.
+func (f *factory) jsonOutput() bool { return f.output == outputJSON }
+
+func (f *factory) env() (*action.Env, error) {
 	return &action.Env{
 		Kube:     f.kubeClients,
 		DB:       f.database,
-		DryRun:   dr,
+		DryRun:   f.dryRun,
 		Log:      f.log,
 		Now:      time.Now,
 		Incident: f.incidentID,
@@ -236,7 +241,7 @@ var lockLeaseDuration time.Duration
 // run nor disturb its lock; they say so. The caller stops the run when
 // the lock is lost (lk.Context) and exits with lk.Err().
 func (f *factory) lockIncident(ctx context.Context, uses map[string]bool) (*lock.Lock, error) {
-	if f.dryRun != string(action.DryRunNone) {
+	if f.dryRun != action.DryRunNone {
 		fmt.Fprintf(f.io.ErrOut, "note: --dry-run=%s takes no responder lock: it changes nothing, so it neither waits for nor disturbs a real run\n", f.dryRun)
 		return nil, nil
 	}

@@ -21,6 +21,7 @@ import (
 	"irctl.dev/irctl/internal/engine"
 	"irctl.dev/irctl/internal/incident"
 	"irctl.dev/irctl/internal/lock"
+	"irctl.dev/irctl/internal/runbook"
 	"irctl.dev/irctl/internal/sandbox"
 	"irctl.dev/irctl/internal/sandbox/sandboxtest"
 )
@@ -131,7 +132,10 @@ func (h *harness) runIn(ctx context.Context, stdin string, args ...string) resul
 	// The test's own args come last so that they override these.
 	full := []string{
 		"--kubeconfig", h.sb.KubeconfigPath, "--database-url", h.sb.DatabaseURL,
-		"--state-dir", h.stateDir, "--set", "namespace=" + h.ns,
+		"--state-dir", h.stateDir,
+	}
+	if takesRunbook(args) {
+		full = append(full, "--set", "namespace="+h.ns)
 	}
 	if h.incident != "" {
 		full = append(full, "--incident", h.incident)
@@ -140,6 +144,21 @@ func (h *harness) runIn(ctx context.Context, stdin string, args ...string) resul
 	var out, errb bytes.Buffer
 	code := Run(ctx, full, IOStreams{In: strings.NewReader(stdin), Out: &out, ErrOut: &errb})
 	return result{code: code, stdout: out.String(), stderr: errb.String()}
+}
+
+// takesRunbook reports whether the command args run (the first command
+// name in them: flags may come first) loads a runbook, and so takes --set.
+func takesRunbook(args []string) bool {
+	commands := map[string]bool{}
+	for _, c := range newRootCmd(newFactory(IOStreams{})).Commands() {
+		commands[c.Name()] = true
+	}
+	for _, a := range args {
+		if commands[a] {
+			return runbook.IsPhase(a) || a == "run" || a == "plan" || a == "resume"
+		}
+	}
+	return false
 }
 
 // podState maps pod name to resourceVersion and quarantine label.

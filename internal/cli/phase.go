@@ -11,7 +11,7 @@ import (
 	"irctl.dev/irctl/internal/engine"
 	"irctl.dev/irctl/internal/exitcode"
 	"irctl.dev/irctl/internal/incident"
-	"irctl.dev/irctl/internal/prompt"
+	"irctl.dev/irctl/internal/progress"
 	"irctl.dev/irctl/internal/runbook"
 )
 
@@ -28,7 +28,7 @@ var phaseHelp = map[string]string{
 func newPhaseCmds(f *factory) []*cobra.Command {
 	var cmds []*cobra.Command
 	for _, phase := range runbook.Phases {
-		cmds = append(cmds, &cobra.Command{
+		cmd := &cobra.Command{
 			Use:   phase,
 			Short: phaseHelp[phase],
 			Long: phaseHelp[phase] + `.
@@ -39,13 +39,15 @@ servers and shown; destructive steps ask first (--yes without a terminal).`,
 			RunE: func(cmd *cobra.Command, _ []string) error {
 				return runPhases(cmd.Context(), f, []string{phase}, false)
 			},
-		})
+		}
+		addRunFlags(f, cmd)
+		cmds = append(cmds, cmd)
 	}
 	return cmds
 }
 
 func newRunCmd(f *factory) *cobra.Command {
-	return &cobra.Command{
+	cmd := &cobra.Command{
 		Use:   "run",
 		Short: "Run every phase of the runbook in order",
 		Long:  "Runs contain, assess, preserve, eradicate, recover, notify and validate in order, skipping phases the runbook has no steps for, and stopping at the first phase that does not finish.",
@@ -54,6 +56,8 @@ func newRunCmd(f *factory) *cobra.Command {
 			return runPhases(cmd.Context(), f, runbook.Phases, true)
 		},
 	}
+	addRunFlags(f, cmd)
+	return cmd
 }
 
 // runPhases loads the runbook and incident, then runs each phase. With
@@ -89,13 +93,14 @@ func runPhases(ctx context.Context, f *factory, phases []string, skipEmpty bool)
 		}
 	}()
 	out := f.io.Out
-	if f.output == "json" {
+	if f.jsonOutput() {
 		out = io.Discard
 	}
 	env.Secrets = rb.Secrets
 	eng := &engine.Engine{
 		Registry: f.registry, Env: env, Runbook: rb, Incident: inc, Journal: j,
-		Prompter: prompt.New(f.io.In, f.io.ErrOut), Yes: f.yes, Operator: incident.Operator(), Out: out,
+		Prompter: f.prompt(), Yes: f.yes, Operator: incident.Operator(), Out: out,
+		Bars: progress.Bars(f.io.ErrOut, f.jsonOutput()),
 	}
 	var reports []*engine.Report
 	var runErr error
@@ -114,7 +119,7 @@ func runPhases(ctx context.Context, f *factory, phases []string, skipEmpty bool)
 		}
 		fmt.Fprintln(out)
 	}
-	if f.output == "json" {
+	if f.jsonOutput() {
 		enc := json.NewEncoder(f.io.Out)
 		enc.SetIndent("", "  ")
 		if err := enc.Encode(reports); err != nil {

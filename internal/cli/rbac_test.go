@@ -281,13 +281,13 @@ type paramShape struct {
 // list, node_selector: list nodes, retain: VolumeSnapshotContents ...)
 // is declared by some shape.
 func paramShapes(spec runbook.Spec) []paramShape {
-	base := runbook.Params{}
+	base := map[string]any{}
 	for _, d := range spec.Params {
 		if d.Required {
 			base[d.Name] = actionPlaceholder(d.Type)
 		}
 	}
-	shapes := []paramShape{{"required params only", base}}
+	shapes := []paramShape{{"required params only", spec.MustBind(base)}}
 	for _, d := range spec.Params {
 		if d.Required {
 			continue
@@ -297,11 +297,11 @@ func paramShapes(spec runbook.Spec) []paramShape {
 			values = append(values, false)
 		}
 		for _, v := range values {
-			p := runbook.Params{d.Name: v}
+			p := map[string]any{d.Name: v}
 			for k, bv := range base {
 				p[k] = bv
 			}
-			shapes = append(shapes, paramShape{fmt.Sprintf("with %s=%v", d.Name, v), p})
+			shapes = append(shapes, paramShape{fmt.Sprintf("with %s=%v", d.Name, v), spec.MustBind(p)})
 		}
 	}
 	return shapes

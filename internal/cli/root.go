@@ -15,7 +15,6 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"irctl.dev/irctl/internal/action"
 	"irctl.dev/irctl/internal/exitcode"
 	"irctl.dev/irctl/internal/kube"
 	"irctl.dev/irctl/internal/lock"
@@ -122,15 +121,10 @@ and outcome is recorded in the incident's journal. Rehearse with
 	f.kubeFlags = kube.NewConfigFlags()
 	f.kubeFlags.AddFlags(pf)
 	pf.StringVar(&f.databaseURL, "database-url", "", "PostgreSQL URL (env IRCTL_DATABASE_URL; else libpq's PG* variables)")
-	pf.StringVarP(&f.runbookPath, "runbook", "f", defaultRunbook, "runbook file, or the name of a shipped runbook (see `irctl runbook list`)")
-	pf.StringArrayVar(&f.set, "set", nil, "runbook param as key=value (repeatable; lists are comma-separated)")
 	pf.StringVar(&f.incidentID, "incident", "", "incident ID, e.g. SEC-20261122-001 (env IRCTL_INCIDENT)")
 	pf.StringVar(&f.stateDir, "state-dir", "", "directory holding incidents (env IRCTL_STATE_DIR; default ./incidents)")
 	pf.StringVar(&f.lockNamespace, "lock-namespace", "", "namespace of the responder lock's Lease, the same for every responder (env "+lock.NamespaceEnv+"; default "+lock.DefaultNamespace+")")
-	pf.StringVar(&f.dryRun, "dry-run", "none", "none: act; client: plan only, no server writes; server: send every write as a server dry run / rolled-back transaction")
-	pf.Lookup("dry-run").NoOptDefVal = "client"
-	pf.BoolVarP(&f.yes, "yes", "y", false, "apply destructive steps without asking (required without a terminal)")
-	pf.StringVarP(&f.output, "output", "o", "text", "output format: text or json")
+	pf.VarP(&f.output, "output", "o", "output format: text or json")
 	pf.StringVar(&f.logLevel, "log-level", "warn", "log level: debug, info, warn, error")
 	pf.StringVar(&f.logFormat, "log-format", "console", "log format on stderr: console or json")
 
@@ -149,14 +143,6 @@ and outcome is recorded in the incident's journal. Rehearse with
 		root.AddCommand(c)
 	}
 	return root
-}
-
-func parseDryRun(s string) (action.DryRun, error) {
-	switch action.DryRun(s) {
-	case action.DryRunNone, action.DryRunClient, action.DryRunServer:
-		return action.DryRun(s), nil
-	}
-	return "", exitcode.New(exitcode.Usage, "--dry-run=%s: want none, client or server", s)
 }
 
 // usage marks err as a usage error (exit 2).

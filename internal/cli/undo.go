@@ -15,7 +15,7 @@ import (
 )
 
 func newUndoCmd(f *factory) *cobra.Command {
-	return &cobra.Command{
+	cmd := &cobra.Command{
 		Use:   "undo PHASE",
 		Short: "Reverse what a phase changed, from the journal",
 		Long: `Reverses, newest first, every change the journal records for PHASE that has
@@ -31,6 +31,9 @@ restored or removed, nodes are uncordoned. Changes that cannot be reversed
 			return undoPhase(cmd.Context(), f, args[0])
 		},
 	}
+	// undo reads the journal, not a runbook: no -f or --set.
+	addConsentFlags(f, cmd)
+	return cmd
 }
 
 func undoPhase(ctx context.Context, f *factory, phase string) (err error) {
@@ -75,7 +78,7 @@ func undoPhase(ctx context.Context, f *factory, phase string) (err error) {
 		}
 	}()
 	w := f.io.Out
-	p := prompt.New(f.io.In, f.io.ErrOut)
+	p := f.prompt()
 	mode := ""
 	if env.DryRun != action.DryRunNone {
 		mode = fmt.Sprintf(" (%s dry run)", env.DryRun)

@@ -18,6 +18,7 @@ import (
 	"irctl.dev/irctl/internal/exitcode"
 	"irctl.dev/irctl/internal/incident"
 	"irctl.dev/irctl/internal/kube"
+	"irctl.dev/irctl/internal/progress"
 	"irctl.dev/irctl/internal/prompt"
 	"irctl.dev/irctl/internal/runbook"
 )
@@ -33,6 +34,9 @@ type Engine struct {
 	Yes      bool
 	Operator string
 	Out      io.Writer // human-readable progress (stdout in text mode, discarded in json mode)
+	// Bars, when set, gives each applying step a progress line (on a
+	// terminal's stderr; the CLI leaves it nil otherwise).
+	Bars func(label string) *progress.Bar
 }
 
 // StepReport is the outcome of one step, for -o json and tests.
@@ -296,7 +300,9 @@ func (e *Engine) runStep(ctx context.Context, s runbook.Step) (StepReport, error
 		return sr, err
 	}
 	start := time.Now()
-	res, err := a.Apply(ctx, e.Env, s.Params, plan)
+	env, doneProgress := e.applyEnv(s)
+	res, err := a.Apply(ctx, env, s.Params, plan)
+	doneProgress()
 	if err != nil {
 		return fail(incident.KindOutcome, err)
 	}

@@ -240,7 +240,7 @@ func Load(file string, data []byte, o Options) (*Runbook, error) {
 			if stepNode != nil {
 				line = stepNode.Line
 			}
-			st := Step{Phase: phase, Name: sd.Name, Action: sd.Action, Description: sd.Description, Line: line, Params: Params{}}
+			st := Step{Phase: phase, Name: sd.Name, Action: sd.Action, Description: sd.Description, Line: line}
 			if st.Name == "" {
 				st.Name = fmt.Sprintf("%s-%d", sd.Action, i+1)
 			}
@@ -260,6 +260,8 @@ func Load(file string, data []byte, o Options) (*Runbook, error) {
 				continue
 			}
 			withNode := child(stepNode, "with")
+			st.Params = Params{spec: &spec, vals: map[string]any{}}
+			unresolved := map[string]bool{}
 			defs := map[string]ParamDef{}
 			for _, pd := range spec.Params {
 				defs[pd.Name] = pd
@@ -281,6 +283,7 @@ func Load(file string, data []byte, o Options) (*Runbook, error) {
 				}
 				if len(missing) > 0 {
 					st.Unresolved = append(st.Unresolved, missing...)
+					unresolved[k] = true
 					continue
 				}
 				v, err := Convert(pd.Type, rendered)
@@ -288,8 +291,11 @@ func Load(file string, data []byte, o Options) (*Runbook, error) {
 					add(kl, "step %s: param %s: %v", st.Name, k, err)
 					continue
 				}
-				st.Params[k] = v
+				st.Params.vals[k] = v
 			}
+			// Defaults go in only for params the step left out: one it
+			// gave but cannot resolve yet stays unset (the step cannot run).
+			st.Params.fillDefaults(unresolved)
 			for _, pd := range spec.Params {
 				if _, set := sd.With[pd.Name]; pd.Required && !set {
 					add(line, "step %s: action %s needs param %q", st.Name, sd.Action, pd.Name)

@@ -98,7 +98,7 @@ func TestSetKeepsTypesAndRejectsBadValues(t *testing.T) {
 		t.Fatal(err)
 	}
 	st := rb.Phases["contain"][0]
-	args := st.Params["args"].([]any)
+	args := st.Params.Any("args").([]any)
 	if !reflect.DeepEqual(args[0], []int64{7, 13, 21}) {
 		t.Errorf("ids = %#v", args[0])
 	}

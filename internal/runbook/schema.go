@@ -6,6 +6,7 @@ package runbook
 import (
 	"fmt"
 	"net/netip"
+	"reflect"
 	"sort"
 	"strconv"
 	"strings"
@@ -52,6 +53,11 @@ type ParamDef struct {
 	Description string
 	// Secret values are replaced by a fingerprint in the journal and output.
 	Secret bool
+	// Default is the value a step that omits the param gets, in the Go
+	// type Convert gives Type (int64, time.Duration, []string,
+	// map[string]string...); nil means the zero value. The loader fills
+	// it in, so actions never carry defaults of their own.
+	Default any
 }
 
 // Spec is what the loader needs to know about an action.
@@ -68,6 +74,45 @@ type Spec struct {
 	// "postgres"), so the engine can check they answer before the first
 	// write of a phase.
 	Uses []string
+}
+
+func (s *Spec) param(name string) (ParamDef, bool) {
+	for _, d := range s.Params {
+		if d.Name == name {
+			return d, true
+		}
+	}
+	return ParamDef{}, false
+}
+
+// Check reports a spec that cannot be right: a param declared twice, an
+// unknown type, a required param with a default, or a default that is not
+// already in its type's canonical Go form (so a getter would drop it).
+func (s Spec) Check() error {
+	seen := map[string]bool{}
+	for _, d := range s.Params {
+		if seen[d.Name] {
+			return fmt.Errorf("action %s: param %s declared twice", s.Name, d.Name)
+		}
+		seen[d.Name] = true
+		if !runbookParamTypes[d.Type] && d.Type != Map && d.Type != Any {
+			return fmt.Errorf("action %s: param %s: unknown type %q", s.Name, d.Name, d.Type)
+		}
+		if d.Default == nil {
+			continue
+		}
+		if d.Required {
+			return fmt.Errorf("action %s: param %s is required and has a default", s.Name, d.Name)
+		}
+		v, err := Convert(d.Type, d.Default)
+		if err != nil {
+			return fmt.Errorf("action %s: param %s: default: %v", s.Name, d.Name, err)
+		}
+		if reflect.TypeOf(v) != reflect.TypeOf(d.Default) {
+			return fmt.Errorf("action %s: param %s: default is a %T, want a %T", s.Name, d.Name, d.Default, v)
+		}
+	}
+	return nil
 }
 
 // Servers an action can use.

@@ -76,12 +76,16 @@ type stepTarget struct {
 }
 
 func targetOf(s Step) stepTarget {
-	t := stepTarget{namespace: s.Params.String("namespace"), names: s.Params.Strings("names"), selector: s.Params.String("selector")}
+	// Steps of every action pass through here: read only the params each
+	// declares (k8s.isolate's pod_selector is a map, not a selector string).
+	str := func(k string) string { v, _ := s.Params.Lookup(k); x, _ := v.(string); return x }
+	strs := func(k string) []string { v, _ := s.Params.Lookup(k); x, _ := v.([]string); return x }
+	t := stepTarget{namespace: str("namespace"), names: strs("names"), selector: str("selector")}
 	if t.selector == "" {
-		t.selector = s.Params.String("pod_selector")
+		t.selector = str("pod_selector")
 	}
-	t.nodes = s.Params.Strings("nodes")
-	if len(t.nodes) > 0 || s.Params.String("node_selector") != "" {
+	t.nodes = strs("nodes")
+	if len(t.nodes) > 0 || str("node_selector") != "" {
 		// Pods on nodes may be in any namespace.
 		t.namespace, t.names = "", nil
 	}

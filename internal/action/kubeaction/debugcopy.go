@@ -43,7 +43,7 @@ func (DebugCopy) Spec() runbook.Spec {
 		Params: append(podParams(), []runbook.ParamDef{
 			{Name: "debug_image", Type: runbook.String, Description: "add a debug container with this image (e.g. nicolaka/netshoot) sharing the copy's process namespace"},
 			{Name: "keep_labels", Type: runbook.Strings, Description: "label keys the copy keeps, e.g. [quarantine] so that the isolation policy selects it too"},
-			{Name: "keep_service_account_token", Type: runbook.Bool, Description: "mount the pod's service account token in the copy (default false: the copy gets no API credentials)"},
+			{Name: "keep_service_account_token", Type: runbook.Bool, Default: false, Description: "mount the pod's service account token in the copy (false: the copy gets no API credentials)"},
 		}...),
 		Validate: func(p runbook.Params) error { return validatePodChoice(p.Strings("names"), p.String("selector")) },
 	}
@@ -300,12 +300,14 @@ func (d DebugCopy) Apply(ctx context.Context, env *action.Env, p runbook.Params,
 	var mu sync.Mutex
 	var created []copiedPodID
 	var failed []action.Failure
+	env.Progress.Start(int64(len(plans)), "copies")
 	action.ForEach(ctx, Workers, len(plans), func(i int) {
 		pl := plans[i]
 		got, err := c.Core.CoreV1().Pods(ns).Create(ctx, pl.Copy, metav1.CreateOptions{FieldManager: kube.FieldManager, DryRun: kube.DryRunOpt(dry)})
 		if err == nil && !dry {
 			err = recordCopy(store, c, &pl.Original, got)
 		}
+		env.Progress.Add(1)
 		mu.Lock()
 		defer mu.Unlock()
 		if err != nil {

@@ -45,8 +45,8 @@ func (Dump) Spec() runbook.Spec {
 			"cronjobs/jobs/daemonsets (persistence), deployments by creation time, service accounts in use, RBAC objects and RBAC events.",
 		Uses: []string{runbook.UsesKubernetes},
 		Params: []runbook.ParamDef{
-			{Name: "kinds", Type: runbook.Strings, Description: "what to dump (default all): " + strings.Join(DumpKinds, ", ")},
-			{Name: "namespace", Type: runbook.String, Description: "only this namespace (default all namespaces; cluster roles and bindings are always dumped whole)"},
+			{Name: "kinds", Type: runbook.Strings, Default: DumpKinds, Description: "what to dump; an empty list dumps every kind"},
+			{Name: "namespace", Type: runbook.String, Description: "only this namespace (unset: all namespaces; cluster roles and bindings are always dumped whole)"},
 		},
 		Validate: func(p runbook.Params) error {
 			_, err := dumpKindsOf(p)

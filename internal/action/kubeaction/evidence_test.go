@@ -222,7 +222,7 @@ func TestLogsCurrentAndPreviousAsEvidence(t *testing.T) {
 	k.logs[e.ns+"/web-1/sidecar"] = "sidecar\n"
 	k.logs[e.ns+"/web-2/app"] = strings.Repeat("x", 5000)
 
-	plan, res := run(t, Logs{}, e.Env, runbook.Params{"namespace": e.ns, "selector": "app=web", "since": 2 * time.Hour, "limit_bytes": int64(1000)})
+	plan, res := run(t, Logs{}, e.Env, Logs{}.Spec().MustBind(map[string]any{"namespace": e.ns, "selector": "app=web", "since": 2 * time.Hour, "limit_bytes": int64(1000)}))
 	if len(plan.Targets) != 4 || !strings.Contains(plan.Summary, "(1 previous)") {
 		t.Fatalf("plan: %+v", plan)
 	}
@@ -281,7 +281,7 @@ func TestLogsSayPlainlyWhenNoKubeletServesTheNode(t *testing.T) {
 	nodeWithoutKubelet(t, e.c, gone)
 	runningPod(t, e.c, e.ns, "stranded-1", gone, map[string]string{"app": "orchestrator"}, map[string]int32{"app": 0})
 	runningPod(t, e.c, e.ns, "stranded-2", gone, map[string]string{"app": "orchestrator"}, map[string]int32{"app": 0})
-	_, res := run(t, Logs{}, e.Env, runbook.Params{"namespace": e.ns, "selector": "app=orchestrator", "since": 24 * time.Hour})
+	_, res := run(t, Logs{}, e.Env, Logs{}.Spec().MustBind(map[string]any{"namespace": e.ns, "selector": "app=orchestrator", "since": 24 * time.Hour}))
 	if len(res.Failed) != 2 || !strings.Contains(res.Summary, "saved 2 of 4 container log(s)") {
 		t.Fatalf("want the 2 seeded-node pods' logs saved and 2 failures, got %+v", res)
 	}
@@ -308,8 +308,8 @@ func TestLogsSayPlainlyWhenNoKubeletServesTheNode(t *testing.T) {
 // the 3 replicas, and nothing else.
 func TestLogScanFindsTheSeededExfiltration(t *testing.T) {
 	e := newEvEnv(t)
-	_, res := run(t, LogScan{}, e.Env, runbook.Params{"namespace": sandbox.DemoNamespace, "selector": "app=orchestrator", "since": 24 * time.Hour,
-		"pattern": "(download|export|bulk_query)", "threshold": int64(1000000), "name": "exfiltration-in-logs"})
+	_, res := run(t, LogScan{}, e.Env, LogScan{}.Spec().MustBind(map[string]any{"namespace": sandbox.DemoNamespace, "selector": "app=orchestrator", "since": 24 * time.Hour,
+		"pattern": "(download|export|bulk_query)", "threshold": int64(1000000), "name": "exfiltration-in-logs"}))
 	if len(res.Failed) != 0 || !strings.Contains(res.Summary, "60 matching line(s) in 3 of 3 container(s) (largest number 6904019200)") {
 		t.Fatalf("scan: %+v", res)
 	}
@@ -345,8 +345,8 @@ func TestLogScanKeepsLargeTransfers(t *testing.T) {
 		"download without a number\n"
 	k.logs[e.ns+"/api-2/api"] = "download report.pdf 1000001\r\nlogin ok 99999999\n"
 
-	_, res := run(t, LogScan{}, e.Env, runbook.Params{"namespace": e.ns, "selector": "app=api", "since": 24 * time.Hour,
-		"pattern": "(download|export|bulk_query)", "threshold": int64(1000000), "name": "exfil"})
+	_, res := run(t, LogScan{}, e.Env, LogScan{}.Spec().MustBind(map[string]any{"namespace": e.ns, "selector": "app=api", "since": 24 * time.Hour,
+		"pattern": "(download|export|bulk_query)", "threshold": int64(1000000), "name": "exfil"}))
 	if len(res.Failed) != 1 || !strings.Contains(res.Failed[0].Error, "no kubelet serves logs for node "+gone) {
 		t.Errorf("failed: %+v", res.Failed)
 	}
@@ -390,7 +390,7 @@ func TestLastNumberAndScanLines(t *testing.T) {
 
 func TestDumpWritesOneFilePerKindWithProvenance(t *testing.T) {
 	e := newEvEnv(t)
-	_, res := run(t, Dump{}, e.Env, runbook.Params{})
+	_, res := run(t, Dump{}, e.Env, Dump{}.Spec().MustBind(map[string]any{}))
 	if len(res.Failed) != 0 {
 		t.Fatalf("failed: %+v", res.Failed)
 	}
@@ -483,7 +483,7 @@ func TestSnapshotWaitsForReadyAndRetainsContent(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	p := runbook.Params{"namespace": e.ns, "pvcs": []string{"data"}, "timeout": 30 * time.Second}
+	p := Snapshot{}.Spec().MustBind(map[string]any{"namespace": e.ns, "pvcs": []string{"data"}, "timeout": 30 * time.Second})
 
 	// A server dry run creates nothing and records no evidence.
 	dry := *e.Env
@@ -533,11 +533,11 @@ func TestSnapshotWaitsForReadyAndRetainsContent(t *testing.T) {
 func TestSnapshotTimesOutAndReportsMissingClass(t *testing.T) {
 	e := newEvEnv(t)
 	boundPVC(t, e.c, e.ns, "data")
-	_, err := Snapshot{}.Plan(context.Background(), e.Env, runbook.Params{"namespace": e.ns, "pvcs": []string{"data"}, "class": "no-such-class"})
+	_, err := Snapshot{}.Plan(context.Background(), e.Env, Snapshot{}.Spec().MustBind(map[string]any{"namespace": e.ns, "pvcs": []string{"data"}, "class": "no-such-class"}))
 	if err == nil || !strings.Contains(err.Error(), `VolumeSnapshotClass "no-such-class" not found`) {
 		t.Fatalf("missing class: %v", err)
 	}
-	_, err = Snapshot{}.Plan(context.Background(), e.Env, runbook.Params{"namespace": e.ns, "pvcs": []string{"nope"}})
+	_, err = Snapshot{}.Plan(context.Background(), e.Env, Snapshot{}.Spec().MustBind(map[string]any{"namespace": e.ns, "pvcs": []string{"nope"}}))
 	if err == nil || !strings.Contains(err.Error(), "PersistentVolumeClaim nope not found") {
 		t.Fatalf("missing claim: %v", err)
 	}
@@ -563,7 +563,7 @@ func TestSnapshotTimesOutAndReportsMissingClass(t *testing.T) {
 	t.Cleanup(func() {
 		sc.SnapshotV1().VolumeSnapshotClasses().Delete(context.Background(), class, metav1.DeleteOptions{})
 	})
-	_, res := run(t, Snapshot{}, e.Env, runbook.Params{"namespace": e.ns, "pvcs": []string{"data"}, "class": class, "timeout": 2 * time.Second})
+	_, res := run(t, Snapshot{}, e.Env, Snapshot{}.Spec().MustBind(map[string]any{"namespace": e.ns, "pvcs": []string{"data"}, "class": class, "timeout": 2 * time.Second}))
 	if len(res.Failed) != 1 || !strings.Contains(res.Failed[0].Error, "not ready after 2s") || !strings.Contains(res.Failed[0].Error, "no snapshot controller") {
 		t.Fatalf("timeout: %+v", res)
 	}
@@ -592,7 +592,7 @@ func TestSnapshotTimesOutAndReportsMissingClass(t *testing.T) {
 		t.Fatal(err)
 	}
 	start := time.Now()
-	plan, res := run(t, Snapshot{}, e.Env, runbook.Params{"namespace": e.ns, "pvcs": []string{"legacy"}, "timeout": time.Minute})
+	plan, res := run(t, Snapshot{}, e.Env, Snapshot{}.Spec().MustBind(map[string]any{"namespace": e.ns, "pvcs": []string{"legacy"}, "timeout": time.Minute}))
 	if len(plan.Warnings) < 2 || !strings.Contains(plan.Warnings[1], "not a CSI volume") {
 		t.Errorf("plan should warn that the volume is not CSI: %q", plan.Warnings)
 	}
@@ -623,7 +623,7 @@ func TestDebugCopyLeavesOriginalAndStripsLabels(t *testing.T) {
 	// node-a's simulated kubelet (kwok) reports the pod Ready; after that
 	// only a change of the pod itself changes its resourceVersion.
 	got := waitPodReady(t, e.c.Core, e.ns, orig.Name)
-	p := runbook.Params{"namespace": e.ns, "selector": "app=orchestrator", "keep_labels": []string{"quarantine"}, "debug_image": "nicolaka/netshoot:v0.13"}
+	p := DebugCopy{}.Spec().MustBind(map[string]any{"namespace": e.ns, "selector": "app=orchestrator", "keep_labels": []string{"quarantine"}, "debug_image": "nicolaka/netshoot:v0.13"})
 	plan, res := run(t, DebugCopy{}, e.Env, p)
 	if plan.Count != 1 || res.Changed != 1 || len(res.Failed) != 0 {
 		t.Fatalf("plan %+v result %+v", plan, res)

@@ -55,10 +55,10 @@ func (Isolate) Spec() runbook.Spec {
 		Uses:        []string{runbook.UsesKubernetes},
 		Params: []runbook.ParamDef{
 			{Name: "namespace", Type: runbook.String, Required: true, Description: "namespace of the policy and the pods it isolates"},
-			{Name: "name", Type: runbook.String, Description: "name of the NetworkPolicy (default " + defaultPolicyName + ")"},
-			{Name: "pod_selector", Type: runbook.Map, Description: "labels of the pods to isolate (default {quarantine: \"true\"})"},
-			{Name: "forensics_selector", Type: runbook.Map, Description: "labels of the pods in the namespace the isolated pods may still reach (default {app: forensics}); {} denies all egress"},
-			{Name: "allow_dns", Type: runbook.Bool, Description: "also allow egress to kube-dns in kube-system on port 53 (default false)"},
+			{Name: "name", Type: runbook.String, Default: defaultPolicyName, Description: "name of the NetworkPolicy"},
+			{Name: "pod_selector", Type: runbook.Map, Default: defaultQuarantineSelector, Description: "labels of the pods to isolate"},
+			{Name: "forensics_selector", Type: runbook.Map, Default: defaultForensicsSelector, Description: "labels of the pods in the namespace the isolated pods may still reach; {} denies all egress"},
+			{Name: "allow_dns", Type: runbook.Bool, Default: false, Description: "also allow egress to kube-dns in kube-system on port 53"},
 		},
 		Validate: func(p runbook.Params) error {
 			_, err := isolationOf(p)
@@ -78,7 +78,7 @@ func (Isolate) Permissions(p runbook.Params) []kube.Permission {
 	return perms
 }
 
-// isolation is a step's params with defaults filled in.
+// isolation is a step's params, checked.
 type isolation struct {
 	namespace, name string
 	pods, forensics map[string]string
@@ -93,14 +93,8 @@ func isolationOf(p runbook.Params) (isolation, error) {
 		forensics: p.Map("forensics_selector"),
 		dns:       p.Bool("allow_dns"),
 	}
-	if !p.Has("name") {
-		iso.name = defaultPolicyName
-	}
 	if errs := validation.IsDNS1123Subdomain(iso.name); len(errs) > 0 {
 		return iso, fmt.Errorf("name %q: %s", iso.name, errs[0])
-	}
-	if !p.Has("pod_selector") {
-		iso.pods = defaultQuarantineSelector
 	}
 	// An empty pod selector selects every pod in the namespace: cutting
 	// off a whole namespace must be spelled out, not fallen into.
@@ -109,9 +103,6 @@ func isolationOf(p runbook.Params) (isolation, error) {
 	}
 	if err := ValidateLabels(iso.pods); err != nil {
 		return iso, fmt.Errorf("pod_selector: %w", err)
-	}
-	if !p.Has("forensics_selector") {
-		iso.forensics = defaultForensicsSelector
 	}
 	if len(iso.forensics) > 0 {
 		if err := ValidateLabels(iso.forensics); err != nil {

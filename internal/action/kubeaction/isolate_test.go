@@ -208,7 +208,7 @@ func TestIsolateCreatesTheQuarantinePolicyAndUndoDeletesIt(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	p := runbook.Params{"namespace": f.ns}
+	p := Isolate{}.Spec().MustBind(map[string]any{"namespace": f.ns})
 	a := Isolate{}
 
 	// Server dry run: planned and sent, nothing stored.
@@ -286,10 +286,10 @@ func TestIsolateReplacesAnExistingPolicyAndUndoRestoresIt(t *testing.T) {
 	}
 	prev = created.Spec // as defaulted by the server
 	// Deny all: an empty forensics selector, DNS allowed.
-	p := runbook.Params{
+	p := Isolate{}.Spec().MustBind(map[string]any{
 		"namespace": f.ns, "name": "emergency-isolation",
 		"pod_selector": map[string]string{"isolated": "yes"}, "forensics_selector": map[string]string{}, "allow_dns": true,
-	}
+	})
 	a := Isolate{}
 
 	before := f.versions()
@@ -321,7 +321,7 @@ func TestIsolateReplacesAnExistingPolicyAndUndoRestoresIt(t *testing.T) {
 }
 
 func TestIsolateRejectsAnEmptyPodSelector(t *testing.T) {
-	err := Isolate{}.Spec().Validate(runbook.Params{"namespace": "x", "pod_selector": map[string]string{}})
+	err := Isolate{}.Spec().Validate(Isolate{}.Spec().MustBind(map[string]any{"namespace": "x", "pod_selector": map[string]string{}}))
 	if err == nil || !strings.Contains(err.Error(), "every pod") {
 		t.Errorf("want a refusal to isolate the whole namespace, got %v", err)
 	}

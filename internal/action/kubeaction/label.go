@@ -19,6 +19,7 @@ import (
 
 	"irctl.dev/irctl/internal/action"
 	"irctl.dev/irctl/internal/kube"
+	"irctl.dev/irctl/internal/progress"
 	"irctl.dev/irctl/internal/runbook"
 )
 
@@ -204,7 +205,8 @@ func (Label) Apply(ctx context.Context, env *action.Env, p runbook.Params, plan 
 	want := p.Map("labels")
 	patch, _ := json.Marshal(map[string]any{"metadata": map[string]any{"labels": want}})
 	dry := env.DryRun == action.DryRunServer
-	done, failed := patchPods(ctx, c, ns, changes, func(labelChange) []byte { return patch }, dry)
+	env.Progress.Start(int64(len(changes)), "pods labelled")
+	done, failed := patchPods(ctx, c, ns, changes, func(labelChange) []byte { return patch }, dry, env.Progress)
 	undo, _ := json.Marshal(labelUndo{Namespace: ns, Pods: done})
 	return &action.Result{
 		Summary: fmt.Sprintf("labelled %d pods in %s with %s", len(done), ns, FormatLabels(want)),
@@ -228,14 +230,15 @@ func (Label) Undo(ctx context.Context, env *action.Env, raw json.RawMessage) (*a
 		b, _ := json.Marshal(map[string]any{"metadata": map[string]any{"labels": ch.Prev}})
 		return b
 	}
-	done, failed := patchPods(ctx, c, u.Namespace, u.Pods, restore, env.DryRun == action.DryRunServer)
+	env.Progress.Start(int64(len(u.Pods)), "pods restored")
+	done, failed := patchPods(ctx, c, u.Namespace, u.Pods, restore, env.DryRun == action.DryRunServer, env.Progress)
 	return &action.Result{Summary: fmt.Sprintf("restored previous labels on %d pods in %s", len(done), u.Namespace), Changed: len(done), Failed: failed}, ctx.Err()
 }
 
 // patchPods merge-patches pods concurrently. The patch carries a UID
 // precondition so that a pod deleted and recreated under the same name is
 // not touched by mistake.
-func patchPods(ctx context.Context, c *kube.Clients, ns string, changes []labelChange, body func(labelChange) []byte, dry bool) ([]labelChange, []action.Failure) {
+func patchPods(ctx context.Context, c *kube.Clients, ns string, changes []labelChange, body func(labelChange) []byte, dry bool, prog *progress.Counter) ([]labelChange, []action.Failure) {
 	var mu sync.Mutex
 	var done []labelChange
 	var failed []action.Failure
@@ -254,6 +257,7 @@ func patchPods(ctx context.Context, c *kube.Clients, ns string, changes []labelC
 		patch["metadata"].(map[string]any)["uid"] = ch.UID
 		b, _ := json.Marshal(patch)
 		_, err := c.Core.CoreV1().Pods(ns).Patch(ctx, ch.Name, types.MergePatchType, b, opts)
+		prog.Add(1)
 		mu.Lock()
 		defer mu.Unlock()
 		if err != nil {

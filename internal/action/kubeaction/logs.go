@@ -37,11 +37,16 @@ func (Logs) Spec() runbook.Spec {
 		Description: "Save the logs of the chosen pods' containers as evidence, the previous instance too where a container restarted; collect before draining or restarting (RFC 3227: most volatile first).",
 		Uses:        []string{runbook.UsesKubernetes},
 		Params: append(podParams(), []runbook.ParamDef{
-			{Name: "since", Type: runbook.Duration, Description: "only lines newer than this (e.g. 7d; default: all the kubelet has)"},
-			{Name: "limit_bytes", Type: runbook.Int, Description: fmt.Sprintf("at most this many bytes per container log (default %d MiB)", DefaultLogLimit>>20)},
-			{Name: "containers", Type: runbook.Strings, Description: "only these containers (default all, init containers included)"},
+			{Name: "since", Type: runbook.Duration, Description: "only lines newer than this (e.g. 7d; unset: all the kubelet has)"},
+			{Name: "limit_bytes", Type: runbook.Int, Default: int64(DefaultLogLimit), Description: "at most this many bytes per container log"},
+			{Name: "containers", Type: runbook.Strings, Description: "only these containers (unset: all, init containers included)"},
 		}...),
-		Validate: func(p runbook.Params) error { return validatePodChoice(p.Strings("names"), p.String("selector")) },
+		Validate: func(p runbook.Params) error {
+			if p.Int("limit_bytes") <= 0 {
+				return fmt.Errorf("limit_bytes must be more than 0")
+			}
+			return validatePodChoice(p.Strings("names"), p.String("selector"))
+		},
 	}
 }
 
@@ -155,12 +160,7 @@ func durationText(d time.Duration) string {
 	return d.String()
 }
 
-func limitBytes(p runbook.Params) int64 {
-	if p.Has("limit_bytes") && p.Int("limit_bytes") > 0 {
-		return p.Int("limit_bytes")
-	}
-	return DefaultLogLimit
-}
+func limitBytes(p runbook.Params) int64 { return p.Int("limit_bytes") }
 
 // collectNote tells a server dry run that evidence is still collected.
 func collectNote(env *action.Env) string {

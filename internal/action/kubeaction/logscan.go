@@ -38,11 +38,17 @@ func (LogScan) Spec() runbook.Spec {
 			{Name: "since", Type: runbook.Duration, Required: true, Description: "scan lines newer than this (e.g. 24h)"},
 			{Name: "pattern", Type: runbook.String, Required: true, Description: "regular expression (RE2) a line must match, e.g. (download|export|bulk_query)"},
 			{Name: "threshold", Type: runbook.Int, Description: "keep only lines whose last number is greater than this (e.g. 1000000 bytes); unset: every matching line"},
-			{Name: "containers", Type: runbook.Strings, Description: "only these containers (default all)"},
-			{Name: "limit_bytes", Type: runbook.Int, Description: "read at most this many bytes per container (default 256 MiB)"},
-			{Name: "name", Type: runbook.String, Description: "evidence file name without extension (default log-scan)"},
+			{Name: "containers", Type: runbook.Strings, Description: "only these containers (unset: all)"},
+			{Name: "limit_bytes", Type: runbook.Int, Default: int64(256 << 20), Description: "read at most this many bytes per container"},
+			{Name: "name", Type: runbook.String, Default: "log-scan", Description: "evidence file name without extension"},
 		}...),
 		Validate: func(p runbook.Params) error {
+			if p.Int("limit_bytes") <= 0 {
+				return fmt.Errorf("limit_bytes must be more than 0")
+			}
+			if p.String("name") == "" {
+				return fmt.Errorf("name is empty")
+			}
 			if _, err := regexp.Compile(p.String("pattern")); err != nil {
 				return fmt.Errorf("pattern: %v", err)
 			}
@@ -184,14 +190,8 @@ func (s LogScan) Apply(ctx context.Context, env *action.Env, p runbook.Params, p
 		t := uint64(max(p.Int("threshold"), 0))
 		filter.Threshold = &t
 	}
-	limit := int64(256 << 20)
-	if p.Int("limit_bytes") > 0 {
-		limit = p.Int("limit_bytes")
-	}
+	limit := p.Int("limit_bytes")
 	base := p.String("name")
-	if base == "" {
-		base = "log-scan"
-	}
 	var objects []evidence.Object
 	for _, t := range targets {
 		objects = append(objects, t.object())

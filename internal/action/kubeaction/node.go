@@ -278,18 +278,18 @@ func (Drain) Spec() runbook.Spec {
 		Destructive: true,
 		Uses:        []string{runbook.UsesKubernetes},
 		Params: append(append([]runbook.ParamDef(nil), nodeParams...),
-			runbook.ParamDef{Name: "timeout", Type: runbook.Duration, Description: "how long to wait for each node's pods to go (default 2m)"},
-			runbook.ParamDef{Name: "delete_emptydir_data", Type: runbook.Bool, Description: "evict pods with emptyDir volumes, losing that data (default false)"},
-			runbook.ParamDef{Name: "ignore_daemonsets", Type: runbook.Bool, Description: "leave DaemonSet pods in place (default true); false refuses to drain nodes running them"},
-			runbook.ParamDef{Name: "grace_period", Type: runbook.Int, Description: "seconds each pod gets to terminate (default -1: the pod's own)"},
-			runbook.ParamDef{Name: "force", Type: runbook.Bool, Description: "also evict pods that no controller manages, which are then gone for good (default false)"},
+			runbook.ParamDef{Name: "timeout", Type: runbook.Duration, Default: defaultDrainTimeout, Description: "how long to wait for each node's pods to go"},
+			runbook.ParamDef{Name: "delete_emptydir_data", Type: runbook.Bool, Default: false, Description: "evict pods with emptyDir volumes, losing that data"},
+			runbook.ParamDef{Name: "ignore_daemonsets", Type: runbook.Bool, Default: true, Description: "leave DaemonSet pods in place; false refuses to drain nodes running them"},
+			runbook.ParamDef{Name: "grace_period", Type: runbook.Int, Default: int64(-1), Description: "seconds each pod gets to terminate (-1: the pod's own)"},
+			runbook.ParamDef{Name: "force", Type: runbook.Bool, Default: false, Description: "also evict pods that no controller manages, which are then gone for good"},
 			runbook.ParamDef{Name: "pod_selector", Type: runbook.String, Description: "evict only the pods matching this label selector, e.g. quarantine!=true to keep quarantined pods in place as evidence"},
 		),
 		Validate: func(p runbook.Params) error {
 			if err := validateNodeChoice(p); err != nil {
 				return err
 			}
-			if p.Has("timeout") && p.Duration("timeout") <= 0 {
+			if p.Duration("timeout") <= 0 {
 				return fmt.Errorf("timeout must be more than 0 (0 would wait forever)")
 			}
 			if p.Int("grace_period") < -1 {
@@ -322,11 +322,11 @@ func (Drain) helper(ctx context.Context, env *action.Env, c *kube.Clients, p run
 		Ctx:                  ctx,
 		Client:               c.Core,
 		Force:                p.Bool("force"),
-		GracePeriodSeconds:   int(intOr(p, "grace_period", -1)),
-		IgnoreAllDaemonSets:  boolOr(p, "ignore_daemonsets", true),
+		GracePeriodSeconds:   int(p.Int("grace_period")),
+		IgnoreAllDaemonSets:  p.Bool("ignore_daemonsets"),
 		DeleteEmptyDirData:   p.Bool("delete_emptydir_data"),
 		PodSelector:          p.String("pod_selector"),
-		Timeout:              durationOr(p, "timeout", defaultDrainTimeout),
+		Timeout:              p.Duration("timeout"),
 		EvictErrorRetryDelay: evictRetryDelay,
 		ChunkSize:            500,
 		// The library prints progress; it reaches the log, never stdout.
@@ -422,9 +422,11 @@ func (d Drain) Apply(ctx context.Context, env *action.Env, p runbook.Params, pla
 		return nil, err
 	}
 	dry := env.DryRun == action.DryRunServer
-	timeout := durationOr(p, "timeout", defaultDrainTimeout)
+	timeout := p.Duration("timeout")
 	var cordoned, evicted []string
 	var failed []action.Failure
+	// The pods to evict are listed node by node, so the total grows.
+	env.Progress.Start(0, "pods evicted")
 	for _, name := range plan.State.([]string) {
 		changed, err := setUnschedulable(ctx, c, name, true, dry)
 		if err != nil {
@@ -474,8 +476,10 @@ func (d Drain) evictFrom(ctx context.Context, env *action.Env, c *kube.Clients, 
 	var evicted []string
 	started := make([]bool, len(pods))
 	var failed []action.Failure
+	env.Progress.Grow(int64(len(pods)))
 	action.ForEach(ctx, Workers, len(pods), func(i int) {
 		err := h.DeleteOrEvictPods(pods[i : i+1])
+		env.Progress.Add(1)
 		mu.Lock()
 		defer mu.Unlock()
 		started[i] = true
@@ -522,24 +526,3 @@ func (w logWriter) Write(b []byte) (int, error) {
 
 // Action params have no defaults in their schema; these give the default
 // when the step did not set the param.
-
-func boolOr(p runbook.Params, k string, def bool) bool {
-	if p.Has(k) {
-		return p.Bool(k)
-	}
-	return def
-}
-
-func intOr(p runbook.Params, k string, def int64) int64 {
-	if p.Has(k) {
-		return p.Int(k)
-	}
-	return def
-}
-
-func durationOr(p runbook.Params, k string, def time.Duration) time.Duration {
-	if p.Has(k) {
-		return p.Duration(k)
-	}
-	return def
-}

@@ -18,7 +18,6 @@ import (
 	"k8s.io/utils/ptr"
 
 	"irctl.dev/irctl/internal/action"
-	"irctl.dev/irctl/internal/runbook"
 )
 
 // node creates a Node of the test's own (no kubelet runs behind it).
@@ -199,7 +198,7 @@ func TestCordonCordonsOnlyWhatIsSchedulableAndUndoUncordonsOnlyThat(t *testing.T
 	f := newFixture(t)
 	fresh, already := f.node(false), f.node(true)
 	nodes := []string{fresh, already}
-	p := runbook.Params{"nodes": nodes}
+	p := Cordon{}.Spec().MustBind(map[string]any{"nodes": nodes})
 	a := Cordon{}
 
 	before := f.nodeVersions(nodes...)
@@ -226,7 +225,7 @@ func TestCordonCordonsOnlyWhatIsSchedulableAndUndoUncordonsOnlyThat(t *testing.T
 	}
 
 	// By selector: the same nodes, found by their label.
-	bySelector := runbook.Params{"node_selector": "test-group=" + f.ns}
+	bySelector := Cordon{}.Spec().MustBind(map[string]any{"node_selector": "test-group=" + f.ns})
 	if plan := f.plan(a, action.DryRunNone, bySelector); plan.Count != 1 || !contains(plan.Targets, fresh) {
 		t.Errorf("plan by selector: %+v", plan)
 	}
@@ -249,15 +248,15 @@ func TestEvictedNoteNamesThePodsAndIsBounded(t *testing.T) {
 func TestCordonAndDrainOfNoNodesIsANoop(t *testing.T) {
 	f := newFixture(t)
 	for _, a := range []action.Action{Cordon{}, Drain{}} {
-		plan := f.plan(a, action.DryRunNone, runbook.Params{"nodes": []string{}})
+		plan := f.plan(a, action.DryRunNone, a.Spec().MustBind(map[string]any{"nodes": []string{}}))
 		if !plan.Noop || !strings.Contains(plan.Summary, "no nodes given") {
 			t.Errorf("%s of an empty node list: %+v", a.Spec().Name, plan)
 		}
 	}
-	if err := (Cordon{}).Spec().Validate(runbook.Params{}); err == nil {
+	if err := (Cordon{}).Spec().Validate(Cordon{}.Spec().MustBind(map[string]any{})); err == nil {
 		t.Error("a step naming no nodes at all should not validate")
 	}
-	if _, err := (Cordon{}).Plan(t.Context(), f.env(action.DryRunNone), runbook.Params{"node_selector": "test-group=nothing-" + f.ns}); err == nil {
+	if _, err := (Cordon{}).Plan(t.Context(), f.env(action.DryRunNone), Cordon{}.Spec().MustBind(map[string]any{"node_selector": "test-group=nothing-" + f.ns})); err == nil {
 		t.Error("a node selector matching nothing should be an error")
 	}
 }
@@ -271,14 +270,14 @@ func TestDrainEvictsCordonsAndUndoUncordons(t *testing.T) {
 	// A quarantined pod stays where it is, as evidence.
 	quarantined := f.podOn(node, f.controllerRef(), map[string]string{"quarantine": "true"}, false)
 	a := Drain{}
-	p := runbook.Params{"nodes": []string{node}, "pod_selector": "quarantine!=true"}
+	p := Drain{}.Spec().MustBind(map[string]any{"nodes": []string{node}, "pod_selector": "quarantine!=true"})
 
 	// Without delete_emptydir_data the plan refuses, naming the param.
 	f.validate(a, p)
 	if _, err := a.Plan(t.Context(), f.env(action.DryRunNone), p); err == nil || !strings.Contains(err.Error(), "delete_emptydir_data: true") {
 		t.Fatalf("want a refusal naming delete_emptydir_data, got %v", err)
 	}
-	p["delete_emptydir_data"] = true
+	p = p.With("delete_emptydir_data", true)
 
 	before := f.nodeVersions(node)
 	plan, res := f.run(a, action.DryRunServer, p)
@@ -341,7 +340,7 @@ func TestDrainThatStopsPartwayKeepsTheNodeCordonedAndListsWhatIsLeft(t *testing.
 	if err != nil {
 		t.Fatal(err)
 	}
-	p := runbook.Params{"nodes": []string{node}, "timeout": 3 * time.Second}
+	p := Drain{}.Spec().MustBind(map[string]any{"nodes": []string{node}, "timeout": 3 * time.Second})
 	start := time.Now()
 	_, res := f.run(Drain{}, action.DryRunNone, p)
 	if took := time.Since(start); took > 15*time.Second {
@@ -368,12 +367,12 @@ func TestDrainRefusesPodsWithoutAControllerUnlessForced(t *testing.T) {
 	f := newFixture(t)
 	node := f.node(false)
 	bare := f.podOn(node, nil, nil, false)
-	p := runbook.Params{"nodes": []string{node}}
+	p := Drain{}.Spec().MustBind(map[string]any{"nodes": []string{node}})
 	_, err := Drain{}.Plan(t.Context(), f.env(action.DryRunNone), p)
 	if err == nil || !strings.Contains(err.Error(), "force: true") || !strings.Contains(err.Error(), bare) {
 		t.Fatalf("want a refusal naming force and the pod, got %v", err)
 	}
-	p["force"] = true
+	p = p.With("force", true)
 	if plan := f.plan(Drain{}, action.DryRunNone, p); plan.Count != 2 {
 		t.Errorf("forced plan: %+v", plan)
 	}
@@ -381,7 +380,7 @@ func TestDrainRefusesPodsWithoutAControllerUnlessForced(t *testing.T) {
 
 func TestDrainDeclaresEveryPermissionItUses(t *testing.T) {
 	got := map[string]bool{}
-	for _, perm := range (Drain{}).Permissions(runbook.Params{"node_selector": "pool=web"}) {
+	for _, perm := range (Drain{}).Permissions(Drain{}.Spec().MustBind(map[string]any{"node_selector": "pool=web"})) {
 		got[perm.String()] = true
 	}
 	for _, want := range []string{

@@ -48,9 +48,9 @@ func (SecretRotate) Spec() runbook.Spec {
 		Params: []runbook.ParamDef{
 			{Name: "namespace", Type: runbook.String, Required: true, Description: "namespace of the Secret"},
 			{Name: "name", Type: runbook.String, Required: true, Description: "name of the Secret (created if missing)"},
-			{Name: "key", Type: runbook.String, Description: "data key to set (default " + defaultSecretKey + "); other keys are kept"},
-			{Name: "bytes", Type: runbook.Int, Description: fmt.Sprintf("random bytes before base64 encoding (default %d, at least %d)", defaultSecretBytes, minSecretBytes)},
-			{Name: "once_per_incident", Type: runbook.Bool, Description: "skip a Secret already rotated for this incident (default true), so rerunning the phase changes nothing"},
+			{Name: "key", Type: runbook.String, Default: defaultSecretKey, Description: "data key to set; other keys are kept"},
+			{Name: "bytes", Type: runbook.Int, Default: int64(defaultSecretBytes), Description: fmt.Sprintf("random bytes before base64 encoding (%d to %d)", minSecretBytes, maxSecretBytes)},
+			{Name: "once_per_incident", Type: runbook.Bool, Default: true, Description: "skip a Secret already rotated for this incident, so rerunning the phase changes nothing"},
 		},
 		Validate: func(p runbook.Params) error {
 			if errs := validation.IsDNS1123Subdomain(p.String("name")); len(errs) > 0 {
@@ -59,7 +59,7 @@ func (SecretRotate) Spec() runbook.Spec {
 			if errs := validation.IsConfigMapKey(secretKey(p)); len(errs) > 0 {
 				return fmt.Errorf("key %q: %s", secretKey(p), errs[0])
 			}
-			if n := intOr(p, "bytes", defaultSecretBytes); n < minSecretBytes || n > maxSecretBytes {
+			if n := p.Int("bytes"); n < minSecretBytes || n > maxSecretBytes {
 				return fmt.Errorf("bytes is %d: want %d to %d", n, minSecretBytes, maxSecretBytes)
 			}
 			return nil
@@ -67,12 +67,7 @@ func (SecretRotate) Spec() runbook.Spec {
 	}
 }
 
-func secretKey(p runbook.Params) string {
-	if p.Has("key") {
-		return p.String("key")
-	}
-	return defaultSecretKey
-}
+func secretKey(p runbook.Params) string { return p.String("key") }
 
 func (SecretRotate) Permissions(p runbook.Params) []kube.Permission {
 	ns := p.String("namespace")
@@ -123,7 +118,7 @@ func (SecretRotate) Plan(ctx context.Context, env *action.Env, p runbook.Params)
 	if cur.Immutable != nil && *cur.Immutable {
 		return nil, fmt.Errorf("Secret %s is immutable: it can only be deleted and created again, which irctl leaves to you", where)
 	}
-	if boolOr(p, "once_per_incident", true) && env.Incident != "" && cur.Annotations[RotatedForIncident] == env.Incident {
+	if p.Bool("once_per_incident") && env.Incident != "" && cur.Annotations[RotatedForIncident] == env.Incident {
 		return &action.Plan{
 			Summary: fmt.Sprintf("Secret %s was already rotated for incident %s (key %q is %s)", where, env.Incident, key, fingerprintOf(cur, key)),
 			Noop:    true,
@@ -156,7 +151,7 @@ func (SecretRotate) Apply(ctx context.Context, env *action.Env, p runbook.Params
 	}
 	ns, name, key := p.String("namespace"), p.String("name"), secretKey(p)
 	where := ns + "/" + name
-	raw := make([]byte, intOr(p, "bytes", defaultSecretBytes))
+	raw := make([]byte, p.Int("bytes"))
 	_, _ = rand.Read(raw) // never fails: it crashes the program instead
 	value := []byte(base64.StdEncoding.EncodeToString(raw))
 	clear(raw)

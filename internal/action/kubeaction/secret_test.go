@@ -11,7 +11,6 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"irctl.dev/irctl/internal/action"
-	"irctl.dev/irctl/internal/runbook"
 )
 
 func (f *fixture) secret(name string) *corev1.Secret {
@@ -40,7 +39,7 @@ func TestSecretRotateCreatesThenReplacesOncePerIncident(t *testing.T) {
 	f := newFixture(t)
 	a := SecretRotate{}
 	const name = "orchestrator-jwt-secret-emergency"
-	p := runbook.Params{"namespace": f.ns, "name": name}
+	p := SecretRotate{}.Spec().MustBind(map[string]any{"namespace": f.ns, "name": name})
 
 	// Server dry run: nothing stored.
 	plan, res := f.run(a, action.DryRunServer, p)
@@ -103,7 +102,7 @@ func TestSecretRotateCreatesThenReplacesOncePerIncident(t *testing.T) {
 	f.noLeak(after.Data["secret"], plan, res)
 
 	// once_per_incident: false rotates even for the same incident.
-	p["once_per_incident"] = false
+	p = p.With("once_per_incident", false)
 	if again := f.plan(a, action.DryRunNone, p); again.Noop {
 		t.Errorf("once_per_incident false should rotate again: %+v", again)
 	}
@@ -111,13 +110,13 @@ func TestSecretRotateCreatesThenReplacesOncePerIncident(t *testing.T) {
 
 func TestSecretRotateValidatesItsParams(t *testing.T) {
 	v := SecretRotate{}.Spec().Validate
-	for _, p := range []runbook.Params{
+	for _, vals := range []map[string]any{
 		{"namespace": "x", "name": "Bad_Name"},
 		{"namespace": "x", "name": "ok", "key": "no/slash"},
 		{"namespace": "x", "name": "ok", "bytes": int64(8)},
 	} {
-		if err := v(p); err == nil {
-			t.Errorf("%v: want an error", p)
+		if err := v(SecretRotate{}.Spec().MustBind(vals)); err == nil {
+			t.Errorf("%v: want an error", vals)
 		}
 	}
 }

@@ -53,13 +53,19 @@ func (Snapshot) Spec() runbook.Spec {
 		Params: []runbook.ParamDef{
 			{Name: "namespace", Type: runbook.String, Required: true, Description: "namespace of the claims"},
 			{Name: "pvcs", Type: runbook.Strings, Required: true, Description: "PersistentVolumeClaim names, e.g. [postgres-pvc]"},
-			{Name: "class", Type: runbook.String, Description: "VolumeSnapshotClass (default " + DefaultSnapshotClass + ")"},
-			{Name: "timeout", Type: runbook.Duration, Description: "how long to wait for readyToUse (default 5m)"},
-			{Name: "retain", Type: runbook.Bool, Description: "switch the bound VolumeSnapshotContent to deletionPolicy Retain (default true)"},
+			{Name: "class", Type: runbook.String, Default: DefaultSnapshotClass, Description: "VolumeSnapshotClass"},
+			{Name: "timeout", Type: runbook.Duration, Default: 5 * time.Minute, Description: "how long to wait for readyToUse"},
+			{Name: "retain", Type: runbook.Bool, Default: true, Description: "switch the bound VolumeSnapshotContent to deletionPolicy Retain"},
 		},
 		Validate: func(p runbook.Params) error {
 			if len(p.Strings("pvcs")) == 0 {
 				return errors.New("pvcs: give at least one claim")
+			}
+			if p.String("class") == "" {
+				return errors.New("class is empty: name a VolumeSnapshotClass")
+			}
+			if p.Duration("timeout") <= 0 {
+				return errors.New("timeout must be more than 0")
 			}
 			return nil
 		},
@@ -82,14 +88,9 @@ func (Snapshot) Permissions(p runbook.Params) []kube.Permission {
 	return perms
 }
 
-func retainContent(p runbook.Params) bool { return !p.Has("retain") || p.Bool("retain") }
+func retainContent(p runbook.Params) bool { return p.Bool("retain") }
 
-func snapshotClass(p runbook.Params) string {
-	if c := p.String("class"); c != "" {
-		return c
-	}
-	return DefaultSnapshotClass
-}
+func snapshotClass(p runbook.Params) string { return p.String("class") }
 
 // snapTarget is one claim to snapshot.
 type snapTarget struct {
@@ -204,12 +205,7 @@ func (s Snapshot) Plan(ctx context.Context, env *action.Env, p runbook.Params) (
 	}, nil
 }
 
-func snapshotTimeout(p runbook.Params) time.Duration {
-	if d := p.Duration("timeout"); d > 0 {
-		return d
-	}
-	return 5 * time.Minute
-}
+func snapshotTimeout(p runbook.Params) time.Duration { return p.Duration("timeout") }
 
 // snapshotName is <claim>-<incident suffix>, cut to a valid name.
 func snapshotName(claim, suffix string) string {
@@ -262,9 +258,11 @@ func (s Snapshot) Apply(ctx context.Context, env *action.Env, p runbook.Params, 
 	var failed []action.Failure
 	var done []string
 	created := 0
+	env.Progress.Start(int64(len(targets)), "snapshots ready")
 	action.ForEach(ctx, Workers, len(targets), func(i int) {
 		t := targets[i]
 		what, made, err := s.one(ctx, env, c, sc, store, p, t, className, dry)
+		env.Progress.Add(1)
 		mu.Lock()
 		defer mu.Unlock()
 		if made {

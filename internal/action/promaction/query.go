@@ -38,11 +38,17 @@ func (Query) Spec() runbook.Spec {
 		Params: []runbook.ParamDef{
 			{Name: "url", Type: runbook.String, Required: true, Description: "Prometheus base URL, e.g. http://prometheus.monitoring.svc:9090"},
 			{Name: "query", Type: runbook.String, Required: true, Description: "PromQL, e.g. rate(container_network_receive_bytes_total[5m]) > 1000000"},
-			{Name: "time", Type: runbook.String, Description: "evaluation time, RFC 3339 (default: now)"},
-			{Name: "timeout", Type: runbook.Duration, Description: "request timeout (default 30s)"},
-			{Name: "name", Type: runbook.String, Description: "evidence file name without extension (default prometheus-query)"},
+			{Name: "time", Type: runbook.String, Description: "evaluation time, RFC 3339 (unset: now)"},
+			{Name: "timeout", Type: runbook.Duration, Default: 30 * time.Second, Description: "request timeout"},
+			{Name: "name", Type: runbook.String, Default: "prometheus-query", Description: "evidence file name without extension"},
 		},
 		Validate: func(p runbook.Params) error {
+			if p.Duration("timeout") <= 0 {
+				return fmt.Errorf("timeout must be more than 0")
+			}
+			if p.String("name") == "" {
+				return fmt.Errorf("name is empty")
+			}
 			if _, err := baseURL(p.String("url")); err != nil {
 				return err
 			}
@@ -86,9 +92,6 @@ func (q Query) Plan(_ context.Context, env *action.Env, p runbook.Params) (*acti
 
 func evidenceName(p runbook.Params) string {
 	base := p.String("name")
-	if base == "" {
-		base = "prometheus-query"
-	}
 	return "prometheus/" + evidence.SafeName(base) + ".json"
 }
 
@@ -122,9 +125,6 @@ func (q Query) Apply(ctx context.Context, env *action.Env, p runbook.Params, _ *
 		return nil, fmt.Errorf("evidence: %w", err)
 	}
 	timeout := p.Duration("timeout")
-	if timeout <= 0 {
-		timeout = 30 * time.Second
-	}
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	u = u.JoinPath("api", "v1", "query")

@@ -15,7 +15,6 @@ import (
 
 	"irctl.dev/irctl/internal/action"
 	"irctl.dev/irctl/internal/evidence"
-	"irctl.dev/irctl/internal/runbook"
 )
 
 // There is no Prometheus in the sandbox: these tests talk HTTP to a small
@@ -50,7 +49,7 @@ func TestInstantQueryTableAndEvidence(t *testing.T) {
 	defer srv.Close()
 	env, dir := newEnv(t)
 	q := Query{}
-	p := runbook.Params{"url": srv.URL + "/prom", "query": `rate(container_network_receive_bytes_total[5m]) > 1000000`, "time": "2026-11-22T03:00:00Z", "name": "network"}
+	p := Query{}.Spec().MustBind(map[string]any{"url": srv.URL + "/prom", "query": `rate(container_network_receive_bytes_total[5m]) > 1000000`, "time": "2026-11-22T03:00:00Z", "name": "network"})
 	if err := q.Spec().Validate(p); err != nil {
 		t.Fatal(err)
 	}
@@ -104,7 +103,7 @@ func TestQueryErrorsAreReported(t *testing.T) {
 		"up":   "not its API's JSON",
 		"slow": "context deadline exceeded",
 	} {
-		p := runbook.Params{"url": srv.URL, "query": query, "timeout": 300 * time.Millisecond}
+		p := Query{}.Spec().MustBind(map[string]any{"url": srv.URL, "query": query, "timeout": 300 * time.Millisecond})
 		_, err := Query{}.Apply(context.Background(), env, p, &action.Plan{})
 		if err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("%s: %v, want %q", query, err, want)
@@ -113,12 +112,12 @@ func TestQueryErrorsAreReported(t *testing.T) {
 	if entries, _ := evidence.ReadManifest(dir); len(entries) != 0 {
 		t.Errorf("failed queries left evidence: %+v", entries)
 	}
-	p := runbook.Params{"url": "http://user:s3cret@prometheus:9090", "query": "up"}
+	p := Query{}.Spec().MustBind(map[string]any{"url": "http://user:s3cret@prometheus:9090", "query": "up"})
 	plan, err := Query{}.Plan(context.Background(), env, p)
 	if err != nil || strings.Contains(plan.Summary, "s3cret") {
 		t.Errorf("plan shows the password or fails: %v %s", err, plan.Summary)
 	}
-	if err := (Query{}).Spec().Validate(runbook.Params{"url": "file:///etc/passwd", "query": "up"}); err == nil {
+	if err := (Query{}).Spec().Validate(Query{}.Spec().MustBind(map[string]any{"url": "file:///etc/passwd", "query": "up"})); err == nil {
 		t.Error("a file URL was accepted")
 	}
 }

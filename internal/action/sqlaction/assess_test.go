@@ -200,7 +200,7 @@ func TestInternalRangesFilterAgreesWithNetip(t *testing.T) {
 			t.Fatal(err)
 		}
 		s := step(t, rb, "assess", "suspicious-activity")
-		s.Params["keep_rows"] = int64(1 << 30)
+		s.Params = s.Params.With("keep_rows", int64(1<<30))
 		_, res, err := runStep(ctx, e.Env, s)
 		if err != nil {
 			t.Fatal(err)
@@ -409,14 +409,14 @@ func TestQueryIsReadOnlyAndKeepsTypedRows(t *testing.T) {
 	e := newSQLEnv(t)
 	name := canary(t, e.pool)
 	q := sqlaction.Query{}
-	_, _, err := runStep(context.Background(), e.Env, runbook.Step{Action: "sql.query", Params: runbook.Params{"sql": "WITH d AS (DELETE FROM " + name + " RETURNING x) SELECT * FROM d"}})
+	_, _, err := runStep(context.Background(), e.Env, runbook.Step{Action: "sql.query", Params: sqlaction.Query{}.Spec().MustBind(map[string]any{"sql": "WITH d AS (DELETE FROM " + name + " RETURNING x) SELECT * FROM d"})})
 	if err == nil || !strings.Contains(err.Error(), "read-only transaction") {
 		t.Fatalf("a write in sql.query: %v", err)
 	}
 	canaryAlive(t, e.pool, name)
 
-	p := runbook.Params{"sql": "SELECT 7::bigint AS n, 'a\"b'::text AS s, true AS ok, '{\"bytes\": 5}'::jsonb AS d, '::ffff:10.1.2.3'::inet AS ip, NULL::int AS nothing, '2026-01-02 03:04:05+00'::timestamptz AS ts, $1::interval AS window",
-		"args": []any{time.Duration(90 * time.Minute)}, "summary": "typed row"}
+	p := sqlaction.Query{}.Spec().MustBind(map[string]any{"sql": "SELECT 7::bigint AS n, 'a\"b'::text AS s, true AS ok, '{\"bytes\": 5}'::jsonb AS d, '::ffff:10.1.2.3'::inet AS ip, NULL::int AS nothing, '2026-01-02 03:04:05+00'::timestamptz AS ts, $1::interval AS window",
+		"args": []any{time.Duration(90 * time.Minute)}, "summary": "typed row"})
 	dry := *e.Env
 	dry.DryRun = action.DryRunServer
 	plan, err := q.Plan(context.Background(), &dry, p)
@@ -484,7 +484,7 @@ func TestExportCountsInTheSameSnapshotAndNeutralises(t *testing.T) {
 		}
 	}()
 	time.Sleep(50 * time.Millisecond)
-	p := runbook.Params{"table": "audit_events", "since": 7 * 24 * time.Hour, "time_column": "timestamp"}
+	p := sqlaction.Export{}.Spec().MustBind(map[string]any{"table": "audit_events", "since": 7 * 24 * time.Hour, "time_column": "timestamp"})
 	_, res, err := runStep(ctx, e.Env, runbook.Step{Action: "sql.export", Params: p})
 	close(stop)
 	wg.Wait()
@@ -542,16 +542,16 @@ func TestExportCountsInTheSameSnapshotAndNeutralises(t *testing.T) {
 func TestExportRejectsBadTablesAndColumns(t *testing.T) {
 	e := newSQLEnv(t)
 	spec := sqlaction.Export{}.Spec()
-	if err := spec.Validate(runbook.Params{"table": "audit_events; DROP TABLE users", "since": time.Hour}); err == nil {
+	if err := spec.Validate(sqlaction.Export{}.Spec().MustBind(map[string]any{"table": "audit_events; DROP TABLE users", "since": time.Hour})); err == nil {
 		t.Error("an injected table name passed validation")
 	}
 	for _, c := range []struct {
 		p    runbook.Params
 		want string
 	}{
-		{runbook.Params{"table": "no_such_table", "since": time.Hour}, "table no_such_table not found"},
-		{runbook.Params{"table": "audit_events", "since": time.Hour, "time_column": "user_id"}, "is a int8, not a timestamp"},
-		{runbook.Params{"table": "audit_events", "since": time.Hour, "columns": []string{"id", "password"}}, `has no column "password"`},
+		{sqlaction.Export{}.Spec().MustBind(map[string]any{"table": "no_such_table", "since": time.Hour}), "table no_such_table not found"},
+		{sqlaction.Export{}.Spec().MustBind(map[string]any{"table": "audit_events", "since": time.Hour, "time_column": "user_id"}), "is a int8, not a timestamp"},
+		{sqlaction.Export{}.Spec().MustBind(map[string]any{"table": "audit_events", "since": time.Hour, "columns": []string{"id", "password"}}), `has no column "password"`},
 	} {
 		if _, err := (sqlaction.Export{}).Plan(context.Background(), e.Env, c.p); err == nil || !strings.Contains(err.Error(), c.want) {
 			t.Errorf("%v: %v, want %q", c.p, err, c.want)
@@ -566,7 +566,7 @@ func TestExportPlanCountMatches(t *testing.T) {
 	e := newSQLEnv(t)
 	sandboxtest.ResetDB(t, e.sb)
 	ctx := context.Background()
-	p := runbook.Params{"table": "audit_events", "since": 24 * time.Hour, "columns": []string{"id", "timestamp", "ip_address"}, "name": "last-day"}
+	p := sqlaction.Export{}.Spec().MustBind(map[string]any{"table": "audit_events", "since": 24 * time.Hour, "columns": []string{"id", "timestamp", "ip_address"}, "name": "last-day"})
 	e.DryRun = action.DryRunServer
 	dry, err := (sqlaction.Export{}).Plan(ctx, e.Env, p)
 	if err != nil {

@@ -32,9 +32,9 @@ func (Exec) Spec() runbook.Spec {
 			{Name: "summary", Type: runbook.String, Description: "what the write does, for plans and the journal"},
 			{Name: "guard", Type: runbook.String, Description: "a query returning one boolean, run in the same transaction after the write; false aborts and rolls back"},
 			{Name: "guard_args", Type: runbook.Any, Description: "values bound to the guard's placeholders"},
-			{Name: "guard_message", Type: runbook.String, Description: "what a false guard means, for the error"},
+			{Name: "guard_message", Type: runbook.String, Default: "guard query returned false", Description: "what a false guard means, for the error"},
 			{Name: "max_rows", Type: runbook.Int, Description: "refuse (roll back) when more rows than this would change"},
-			{Name: "irreversible", Type: runbook.String, Description: "why irctl undo cannot reverse this write"},
+			{Name: "irreversible", Type: runbook.String, Default: "SQL writes are not reversed by irctl undo", Description: "why irctl undo cannot reverse this write"},
 		},
 	}
 }
@@ -71,21 +71,17 @@ func (e Exec) Apply(ctx context.Context, env *action.Env, p runbook.Params, plan
 	if planned := plan.State.(execState).rows; planned != rows {
 		summary += fmt.Sprintf(" (planned %d: the data changed in between)", planned)
 	}
-	irr := p.String("irreversible")
-	if irr == "" {
-		irr = "SQL writes are not reversed by irctl undo"
-	}
-	return &action.Result{Summary: summary, Changed: int(rows), Irreversible: irr}, nil
+	return &action.Result{Summary: summary, Changed: int(rows), Irreversible: p.String("irreversible")}, nil
 }
 
 // run executes the statement and the guard in one transaction, committing
 // only when commit is true and the guard holds.
 func (Exec) run(ctx context.Context, env *action.Env, p runbook.Params, commit bool) (int64, error) {
-	args, err := BindArgs(p["args"])
+	args, err := BindArgs(p.Any("args"))
 	if err != nil {
 		return 0, fmt.Errorf("args: %w", err)
 	}
-	gargs, err := BindArgs(p["guard_args"])
+	gargs, err := BindArgs(p.Any("guard_args"))
 	if err != nil {
 		return 0, fmt.Errorf("guard_args: %w", err)
 	}
@@ -109,11 +105,7 @@ func (Exec) run(ctx context.Context, env *action.Env, p runbook.Params, commit b
 				return fmt.Errorf("guard: %s", db.Describe(err))
 			}
 			if !ok {
-				msg := p.String("guard_message")
-				if msg == "" {
-					msg = "guard query returned false"
-				}
-				return fmt.Errorf("guard failed: %s; rolled back, nothing changed", msg)
+				return fmt.Errorf("guard failed: %s; rolled back, nothing changed", p.String("guard_message"))
 			}
 		}
 		return nil

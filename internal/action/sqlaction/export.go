@@ -34,17 +34,17 @@ func (Export) Spec() runbook.Spec {
 		Params: []runbook.ParamDef{
 			{Name: "table", Type: runbook.String, Required: true, Description: "table to export, optionally schema-qualified (audit_events, public.audit_events)"},
 			{Name: "since", Type: runbook.Duration, Required: true, Description: "export rows whose time column is newer than now() minus this (e.g. 7d)"},
-			{Name: "time_column", Type: runbook.String, Description: "timestamp column the window applies to (default timestamp); rows are exported in its order"},
-			{Name: "columns", Type: runbook.Strings, Description: "columns to export (default all)"},
-			{Name: "name", Type: runbook.String, Description: "evidence file name without extension (default <table>-<since>)"},
-			{Name: "timeout", Type: runbook.Duration, Description: "statement timeout (default 30m)"},
+			{Name: "time_column", Type: runbook.String, Default: "timestamp", Description: "timestamp column the window applies to; rows are exported in its order"},
+			{Name: "columns", Type: runbook.Strings, Description: "columns to export (unset: all)"},
+			{Name: "name", Type: runbook.String, Description: "evidence file name without extension (unset: <table>-<since>)"},
+			{Name: "timeout", Type: runbook.Duration, Default: 30 * time.Minute, Description: "statement timeout"},
 		},
 		Validate: func(p runbook.Params) error {
 			if _, err := splitIdent(p.String("table")); err != nil {
 				return fmt.Errorf("table: %w", err)
 			}
 			for _, c := range append([]string{p.String("time_column")}, p.Strings("columns")...) {
-				if c != "" && !identRE.MatchString(c) {
+				if !identRE.MatchString(c) {
 					return fmt.Errorf("column %q is not a plain identifier", c)
 				}
 			}
@@ -112,9 +112,6 @@ func (x Export) resolve(ctx context.Context, tx pgx.Tx, p runbook.Params, count 
 		return nil, err
 	}
 	timeCol := p.String("time_column")
-	if timeCol == "" {
-		timeCol = "timestamp"
-	}
 	// The catalog lookup binds the quoted name: a table that does not
 	// exist, or a column it lacks, fails here with a plain message.
 	rows, err := tx.Query(ctx, `
@@ -188,7 +185,7 @@ func (x Export) Plan(ctx context.Context, env *action.Env, p runbook.Params) (*a
 	}
 	exact := env.DryRun != action.DryRunNone
 	var s *exportSQL
-	err = readOnlyTx(ctx, pool, pgx.RepeatableRead, timeoutOf(p, 30*time.Minute), func(tx pgx.Tx) error {
+	err = readOnlyTx(ctx, pool, pgx.RepeatableRead, timeoutOf(p), func(tx pgx.Tx) error {
 		s, err = x.resolve(ctx, tx, p, exact)
 		if err != nil || exact {
 			return err
@@ -239,6 +236,10 @@ func (x Export) Apply(ctx context.Context, env *action.Env, p runbook.Params, pl
 	if err != nil {
 		return nil, fmt.Errorf("evidence: %w", err)
 	}
+	planned, _ := plan.State.(*exportSQL)
+	if planned != nil {
+		env.Progress.Start(planned.Rows, "rows") // the estimate, on a real run
+	}
 	res, err := ExportCSV(ctx, pool, store, p, env)
 	if err != nil {
 		return nil, err
@@ -268,7 +269,7 @@ type ExportResult struct {
 // not.)
 func ExportCSV(ctx context.Context, pool *pgxpool.Pool, store *evidence.Store, p runbook.Params, env *action.Env) (*ExportResult, error) {
 	var out *ExportResult
-	timeout := timeoutOf(p, 30*time.Minute)
+	timeout := timeoutOf(p)
 	err := readOnlyTx(ctx, pool, pgx.RepeatableRead, timeout, func(tx pgx.Tx) error {
 		s, err := Export{}.resolve(ctx, tx, p, false)
 		if err != nil {
@@ -286,9 +287,16 @@ func ExportCSV(ctx context.Context, pool *pgxpool.Pool, store *evidence.Store, p
 		aw := newAsyncWriter(w)
 		nw := NewCSVNeutraliser(aw)
 		start := time.Now()
-		tag, err := tx.Conn().PgConn().CopyTo(ctx, nw, s.Copy)
+		var to io.Writer = nw
+		if env.Progress != nil {
+			to = &rowProgress{nw: nw, c: env.Progress, last: 1} // record 1 is the header
+		}
+		tag, err := tx.Conn().PgConn().CopyTo(ctx, to, s.Copy)
 		if err == nil {
 			err = nw.Close()
+		}
+		if rp, ok := to.(*rowProgress); ok {
+			rp.c.Add(nw.Records() - rp.last)
 		}
 		if werr := aw.Close(); err == nil {
 			err = werr

@@ -40,20 +40,20 @@ func (Query) Spec() runbook.Spec {
 			{Name: "sql", Type: runbook.String, Required: true, Description: "the query, with $1, $2... placeholders"},
 			{Name: "args", Type: runbook.Any, Description: "values bound to $1, $2...: runbook params keep their types (ints, strings, cidrs, ips, durations)"},
 			{Name: "summary", Type: runbook.String, Description: "what the query finds, for plans and the journal"},
-			{Name: "name", Type: runbook.String, Description: "evidence file name without extension (default: from summary)"},
-			{Name: "format", Type: runbook.String, Description: "evidence format: jsonl (default) or csv"},
-			{Name: "keep_rows", Type: runbook.Int, Description: fmt.Sprintf("rows kept for display and -o json (default %d); the evidence has them all", DefaultKeepRows)},
-			{Name: "timeout", Type: runbook.Duration, Description: "statement timeout (default 5m)"},
+			{Name: "name", Type: runbook.String, Description: "evidence file name without extension (unset: made from the summary)"},
+			{Name: "format", Type: runbook.String, Default: "jsonl", Description: "evidence format: jsonl or csv"},
+			{Name: "keep_rows", Type: runbook.Int, Default: int64(DefaultKeepRows), Description: "rows kept for display and -o json; the evidence has them all"},
+			{Name: "timeout", Type: runbook.Duration, Default: 5 * time.Minute, Description: "statement timeout"},
 			{Name: "only_if", Type: runbook.Any, Description: "run only when this value (e.g. a list param) is non-empty; otherwise the step is a no-op"},
-			{Name: "skip_message", Type: runbook.String, Description: "what an empty only_if means, for the plan"},
+			{Name: "skip_message", Type: runbook.String, Default: "only_if is empty", Description: "what an empty only_if means, for the plan"},
 		},
 		Validate: func(p runbook.Params) error {
 			switch p.String("format") {
-			case "", "jsonl", "csv":
+			case "jsonl", "csv":
 			default:
 				return fmt.Errorf("format %q: want jsonl or csv", p.String("format"))
 			}
-			if _, err := bindQueryArgs(p["args"]); err != nil {
+			if _, err := bindQueryArgs(p.Any("args")); err != nil {
 				return fmt.Errorf("args: %w", err)
 			}
 			return nil
@@ -63,14 +63,10 @@ func (Query) Spec() runbook.Spec {
 
 func (q Query) Plan(ctx context.Context, env *action.Env, p runbook.Params) (*action.Plan, error) {
 	what := describeQuery(p)
-	if p.Has("only_if") && isEmpty(p["only_if"]) {
-		msg := p.String("skip_message")
-		if msg == "" {
-			msg = "only_if is empty"
-		}
-		return &action.Plan{Summary: fmt.Sprintf("%s: skipped: %s", what, msg), Noop: true}, nil
+	if p.Has("only_if") && isEmpty(p.Any("only_if")) {
+		return &action.Plan{Summary: fmt.Sprintf("%s: skipped: %s", what, p.String("skip_message")), Noop: true}, nil
 	}
-	args, err := bindQueryArgs(p["args"])
+	args, err := bindQueryArgs(p.Any("args"))
 	if err != nil {
 		return nil, fmt.Errorf("args: %w", err)
 	}
@@ -105,7 +101,7 @@ func (q Query) Plan(ctx context.Context, env *action.Env, p runbook.Params) (*ac
 }
 
 func (q Query) Apply(ctx context.Context, env *action.Env, p runbook.Params, plan *action.Plan) (*action.Result, error) {
-	args, err := bindQueryArgs(p["args"])
+	args, err := bindQueryArgs(p.Any("args"))
 	if err != nil {
 		return nil, fmt.Errorf("args: %w", err)
 	}
@@ -117,10 +113,7 @@ func (q Query) Apply(ctx context.Context, env *action.Env, p runbook.Params, pla
 	if err != nil {
 		return nil, fmt.Errorf("evidence: %w", err)
 	}
-	keep := DefaultKeepRows
-	if p.Has("keep_rows") {
-		keep = int(p.Int("keep_rows"))
-	}
+	keep := int(p.Int("keep_rows"))
 	src := evidence.Source{
 		Kind: evidence.KindSQL, Server: db.Where(pool.Config().ConnConfig),
 		SQL: p.String("sql"), Params: p.Display(q.Spec(), env.Secrets)["args"],
@@ -133,7 +126,7 @@ func (q Query) Apply(ctx context.Context, env *action.Env, p runbook.Params, pla
 	enc := newRowEncoder(w, p.String("format"))
 	table := &action.Table{}
 	var n int64
-	err = readOnlyTx(ctx, pool, pgx.ReadCommitted, timeoutOf(p, 5*time.Minute), func(tx pgx.Tx) error {
+	err = readOnlyTx(ctx, pool, pgx.ReadCommitted, timeoutOf(p), func(tx pgx.Tx) error {
 		rows, err := tx.Query(ctx, p.String("sql"), append([]any{pgx.QueryResultFormats{pgx.TextFormatCode}}, args...)...)
 		if err != nil {
 			return err
@@ -205,12 +198,7 @@ func collectNote(env *action.Env) string {
 	return ""
 }
 
-func timeoutOf(p runbook.Params, def time.Duration) time.Duration {
-	if p.Has("timeout") {
-		return p.Duration("timeout")
-	}
-	return def
-}
+func timeoutOf(p runbook.Params) time.Duration { return p.Duration("timeout") }
 
 // isEmpty reports whether an only_if value is empty: nil, "", or an empty
 // list of any type.

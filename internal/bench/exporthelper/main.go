@@ -22,7 +22,6 @@ import (
 	"irctl.dev/irctl/internal/action/sqlaction"
 	"irctl.dev/irctl/internal/db"
 	"irctl.dev/irctl/internal/evidence"
-	"irctl.dev/irctl/internal/runbook"
 )
 
 func main() {
@@ -61,7 +60,7 @@ func run(url, dir, table string, since time.Duration) error {
 	if err != nil {
 		return err
 	}
-	res, err := sqlaction.ExportCSV(ctx, pool, store, runbook.Params{"table": table, "since": since}, &action.Env{Log: zerolog.Nop()})
+	res, err := sqlaction.ExportCSV(ctx, pool, store, sqlaction.Export{}.Spec().MustBind(map[string]any{"table": table, "since": since}), &action.Env{Log: zerolog.Nop()})
 	if err != nil {
 		return err
 	}
