@@ -173,7 +173,7 @@ func readFrom(t *testing.T, path string, off int64) string {
 func TestRotatePasswordOnlySendsTheVerifier(t *testing.T) {
 	f, old := newPWFixture(t)
 	a := RotatePassword{}
-	p := runbook.Params{"role": f.role, "namespace": f.ns, "secret": "app-db", "key": "password", "deployments": []string{"consumer"}, "timeout": 2 * time.Minute}
+	p := RotatePassword{}.Spec().MustBind(map[string]any{"role": f.role, "namespace": f.ns, "secret": "app-db", "key": "password", "deployments": []string{"consumer"}, "timeout": 2 * time.Minute})
 	if err := a.Spec().Validate(p); err != nil {
 		t.Fatal(err)
 	}
@@ -280,9 +280,9 @@ func TestRotatePasswordRefusesBadTargets(t *testing.T) {
 		p    runbook.Params
 		want string
 	}{
-		"unknown role":   {runbook.Params{"role": "no_such_role_x", "namespace": f.ns, "secret": "app-db", "key": "password"}, "no such role"},
-		"missing Secret": {runbook.Params{"role": f.role, "namespace": f.ns, "secret": "nope", "key": "password"}, "get Secret"},
-		"missing consumer": {runbook.Params{"role": f.role, "namespace": f.ns, "secret": "app-db", "key": "password", "deployments": []string{"nope"}},
+		"unknown role":   {RotatePassword{}.Spec().MustBind(map[string]any{"role": "no_such_role_x", "namespace": f.ns, "secret": "app-db", "key": "password"}), "no such role"},
+		"missing Secret": {RotatePassword{}.Spec().MustBind(map[string]any{"role": f.role, "namespace": f.ns, "secret": "nope", "key": "password"}), "get Secret"},
+		"missing consumer": {RotatePassword{}.Spec().MustBind(map[string]any{"role": f.role, "namespace": f.ns, "secret": "app-db", "key": "password", "deployments": []string{"nope"}}),
 			"get Deployment"},
 	} {
 		if _, err := a.Plan(t.Context(), f.env(action.DryRunNone), c.p); err == nil || !strings.Contains(err.Error(), c.want) {
@@ -290,7 +290,7 @@ func TestRotatePasswordRefusesBadTargets(t *testing.T) {
 		}
 	}
 	// A consumer that does not read the key is warned about.
-	p := runbook.Params{"role": f.role, "namespace": f.ns, "secret": "app-db", "key": "username", "deployments": []string{"consumer"}}
+	p := RotatePassword{}.Spec().MustBind(map[string]any{"role": f.role, "namespace": f.ns, "secret": "app-db", "key": "username", "deployments": []string{"consumer"}})
 	plan, err := a.Plan(t.Context(), f.env(action.DryRunNone), p)
 	if err != nil || !strings.Contains(strings.Join(plan.Warnings, "\n"), "does not read key \"username\"") {
 		t.Errorf("want a warning: %+v, %v", plan, err)

@@ -49,7 +49,7 @@ func run(t *testing.T, p runbook.Params) (*action.Plan, *action.Result, error) {
 
 func TestCheckPasses(t *testing.T) {
 	s, n := server(t, 0)
-	_, res, err := run(t, runbook.Params{"url": s.URL + "/health", "body": `"db":"up"`})
+	_, res, err := run(t, Check{}.Spec().MustBind(map[string]any{"url": s.URL + "/health", "body": `"db":"up"`}))
 	if err != nil || !strings.Contains(res.Summary, "passed on attempt 1 of 1") || res.Changed != 0 {
 		t.Fatalf("want a pass changing nothing: %+v, %v", res, err)
 	}
@@ -60,7 +60,7 @@ func TestCheckPasses(t *testing.T) {
 
 func TestCheckFailsOnWrongStatus(t *testing.T) {
 	s, n := server(t, 100)
-	_, _, err := run(t, runbook.Params{"url": s.URL + "/health", "retries": int64(1), "interval": time.Millisecond})
+	_, _, err := run(t, Check{}.Spec().MustBind(map[string]any{"url": s.URL + "/health", "retries": int64(1), "interval": time.Millisecond}))
 	if err == nil || !strings.Contains(err.Error(), "failed after 2 attempts; last: status 503") {
 		t.Fatalf("want a failure naming the status: %v", err)
 	}
@@ -68,14 +68,14 @@ func TestCheckFailsOnWrongStatus(t *testing.T) {
 		t.Errorf("want 2 requests (1 retry), got %d", n.Load())
 	}
 	// The expected status can be something else than 200.
-	if _, _, err := run(t, runbook.Params{"url": s.URL, "status": int64(503)}); err != nil {
+	if _, _, err := run(t, Check{}.Spec().MustBind(map[string]any{"url": s.URL, "status": int64(503)})); err != nil {
 		t.Errorf("status 503 expected and answered: %v", err)
 	}
 }
 
 func TestCheckFailsOnBodyMismatch(t *testing.T) {
 	s, _ := server(t, 0)
-	_, _, err := run(t, runbook.Params{"url": s.URL, "body": `"db":"down"`})
+	_, _, err := run(t, Check{}.Spec().MustBind(map[string]any{"url": s.URL, "body": `"db":"down"`}))
 	if err == nil || !strings.Contains(err.Error(), "body does not match") {
 		t.Fatalf("want a body mismatch: %v", err)
 	}
@@ -83,7 +83,7 @@ func TestCheckFailsOnBodyMismatch(t *testing.T) {
 
 func TestCheckRetriesUntilSuccess(t *testing.T) {
 	s, n := server(t, 3)
-	_, res, err := run(t, runbook.Params{"url": s.URL, "retries": int64(5), "interval": 10 * time.Millisecond})
+	_, res, err := run(t, Check{}.Spec().MustBind(map[string]any{"url": s.URL, "retries": int64(5), "interval": 10 * time.Millisecond}))
 	if err != nil || !strings.Contains(res.Summary, "passed on attempt 4 of 6") {
 		t.Fatalf("want a pass on the 4th attempt: %+v, %v", res, err)
 	}
@@ -100,13 +100,13 @@ func TestCheckTimeoutAndRefusedConnection(t *testing.T) {
 		}
 	}))
 	defer slow.Close()
-	_, _, err := run(t, runbook.Params{"url": slow.URL, "timeout": 50 * time.Millisecond})
+	_, _, err := run(t, Check{}.Spec().MustBind(map[string]any{"url": slow.URL, "timeout": 50 * time.Millisecond}))
 	if err == nil || !strings.Contains(err.Error(), "no answer within 50ms") {
 		t.Errorf("want a timeout: %v", err)
 	}
 	closed := httptest.NewServer(http.NotFoundHandler())
 	closed.Close()
-	if _, _, err := run(t, runbook.Params{"url": closed.URL}); err == nil || !strings.Contains(err.Error(), "refused") {
+	if _, _, err := run(t, Check{}.Spec().MustBind(map[string]any{"url": closed.URL})); err == nil || !strings.Contains(err.Error(), "refused") {
 		t.Errorf("want connection refused: %v", err)
 	}
 }
@@ -115,7 +115,7 @@ func TestCheckNeverShowsUserinfo(t *testing.T) {
 	const password = "hunter2-s3cr3t"
 	s, _ := server(t, 100)
 	u := strings.Replace(s.URL, "http://", "http://svc-token:"+password+"@", 1) + "/health"
-	plan, _, err := run(t, runbook.Params{"url": u, "retries": int64(1), "interval": time.Millisecond})
+	plan, _, err := run(t, Check{}.Spec().MustBind(map[string]any{"url": u, "retries": int64(1), "interval": time.Millisecond}))
 	b, _ := json.Marshal(plan)
 	all := string(b) + fmt.Sprint(err)
 	if strings.Contains(all, password) || strings.Contains(all, "svc-token") {
@@ -125,25 +125,25 @@ func TestCheckNeverShowsUserinfo(t *testing.T) {
 		t.Errorf("the URL without userinfo should be shown: %s", all)
 	}
 	// The journal shows the param redacted.
-	if d := (runbook.Params{"url": u}).Display(Check{}.Spec(), nil); d["url"] != "[redacted]" {
+	if d := (Check{}.Spec().MustBind(map[string]any{"url": u})).Display(Check{}.Spec(), nil); d["url"] != "[redacted]" {
 		t.Errorf("journal display: %v", d)
 	}
 	// And so does a validation error.
-	if err := (Check{}).Spec().Validate(runbook.Params{"url": "ftp://u:" + password + "@h/"}); err == nil || strings.Contains(err.Error(), password) {
+	if err := (Check{}).Spec().Validate(Check{}.Spec().MustBind(map[string]any{"url": "ftp://u:" + password + "@h/"})); err == nil || strings.Contains(err.Error(), password) {
 		t.Errorf("want an error without the password: %v", err)
 	}
 }
 
 func TestCheckValidatesParams(t *testing.T) {
 	v := Check{}.Spec().Validate
-	for _, p := range []runbook.Params{
+	for _, p := range []map[string]any{
 		{"url": "not a url"},
 		{"url": "http://h/", "status": int64(42)},
 		{"url": "http://h/", "body": "("},
 		{"url": "http://h/", "retries": int64(-1)},
 		{"url": "http://h/", "timeout": time.Duration(0)},
 	} {
-		if err := v(p); err == nil {
+		if err := v(Check{}.Spec().MustBind(p)); err == nil {
 			t.Errorf("%v: want an error", p)
 		}
 	}

@@ -55,7 +55,7 @@ func may(t *testing.T, e *evEnv, sa, verb, group, resource, ns string) bool {
 func TestJobRunsScannerWithReadOnlyAccount(t *testing.T) {
 	e := newEvEnv(t)
 	a := Job{}
-	p := runbook.Params{"namespace": e.ns, "manifest": scanManifest("trivy-scan", ""), "read": []string{"pods", "deployments.apps"}, "deadline": 2 * time.Minute}
+	p := Job{}.Spec().MustBind(map[string]any{"namespace": e.ns, "manifest": scanManifest("trivy-scan", ""), "read": []string{"pods", "deployments.apps"}, "deadline": 2 * time.Minute})
 
 	// --dry-run=server creates nothing.
 	env := *e.Env
@@ -98,7 +98,7 @@ func TestJobRunsScannerWithReadOnlyAccount(t *testing.T) {
 		}
 	}
 	// A second run would reuse the account: refused at plan time.
-	if _, err := a.Plan(t.Context(), e.Env, runbook.Params{"namespace": e.ns, "manifest": scanManifest("trivy-scan", "")}); err == nil || !strings.Contains(err.Error(), "already exists") {
+	if _, err := a.Plan(t.Context(), e.Env, Job{}.Spec().MustBind(map[string]any{"namespace": e.ns, "manifest": scanManifest("trivy-scan", "")})); err == nil || !strings.Contains(err.Error(), "already exists") {
 		t.Errorf("rerun: %v", err)
 	}
 	if err := e.c.Core.BatchV1().Jobs(e.ns).Delete(t.Context(), "trivy-scan", metav1.DeleteOptions{PropagationPolicy: ptr.To(metav1.DeletePropagationBackground)}); err != nil {
@@ -113,7 +113,7 @@ func TestJobRunsScannerWithReadOnlyAccount(t *testing.T) {
 			t.Fatalf("the Job is not gone: %v", err)
 		}
 	}
-	if _, err := a.Plan(t.Context(), e.Env, runbook.Params{"namespace": e.ns, "manifest": scanManifest("trivy-scan", "")}); err == nil || !strings.Contains(err.Error(), "ServiceAccount "+e.ns+"/irctl-trivy-scan already exists") {
+	if _, err := a.Plan(t.Context(), e.Env, Job{}.Spec().MustBind(map[string]any{"namespace": e.ns, "manifest": scanManifest("trivy-scan", "")})); err == nil || !strings.Contains(err.Error(), "ServiceAccount "+e.ns+"/irctl-trivy-scan already exists") {
 		t.Errorf("rerun with the Job deleted: %v", err)
 	}
 	// The status is evidence; the logs are, or the result says why not.
@@ -138,7 +138,7 @@ func TestJobFailsWhenTheJobFails(t *testing.T) {
 	e := newEvEnv(t)
 	a := Job{}
 	// No node matches: the pod never runs and the deadline fails the Job.
-	p := runbook.Params{"namespace": e.ns, "manifest": scanManifest("stuck-scan", "\n      nodeSelector: {irctl.dev/no-such-node: \"true\"}"), "deadline": 3 * time.Second}
+	p := Job{}.Spec().MustBind(map[string]any{"namespace": e.ns, "manifest": scanManifest("stuck-scan", "\n      nodeSelector: {irctl.dev/no-such-node: \"true\"}"), "deadline": 3 * time.Second})
 	plan := planOf(t, a, e.Env, p)
 	_, err := a.Apply(t.Context(), e.Env, p, plan)
 	if err == nil || !strings.Contains(err.Error(), "DeadlineExceeded") || !strings.Contains(err.Error(), "saved as evidence") {
@@ -169,10 +169,10 @@ func planOf(t *testing.T, a action.Action, env *action.Env, p runbook.Params) *a
 func TestJobRefusesMutableTagsAndBadManifests(t *testing.T) {
 	v := Job{}.Spec().Validate
 	mutable := strings.Replace(scanManifest("s", ""), scanImage, "aquasec/trivy:latest", 1)
-	if err := v(runbook.Params{"namespace": "x", "manifest": mutable}); err == nil || !strings.Contains(err.Error(), "not pinned by digest") {
+	if err := v(Job{}.Spec().MustBind(map[string]any{"namespace": "x", "manifest": mutable})); err == nil || !strings.Contains(err.Error(), "not pinned by digest") {
 		t.Errorf("mutable tag: %v", err)
 	}
-	if err := v(runbook.Params{"namespace": "x", "manifest": mutable, "allow_mutable_tag": true}); err != nil {
+	if err := v(Job{}.Spec().MustBind(map[string]any{"namespace": "x", "manifest": mutable, "allow_mutable_tag": true})); err != nil {
 		t.Errorf("allowed mutable tag: %v", err)
 	}
 	for name, m := range map[string]string{
@@ -181,11 +181,11 @@ func TestJobRefusesMutableTagsAndBadManifests(t *testing.T) {
 		"other namespace": strings.Replace(scanManifest("s", ""), "name: s\n", "name: s\n  namespace: y\n", 1),
 		"unknown field":   scanManifest("s", "\n      bogus: 1"),
 	} {
-		if err := v(runbook.Params{"namespace": "x", "manifest": m}); err == nil {
+		if err := v(Job{}.Spec().MustBind(map[string]any{"namespace": "x", "manifest": m})); err == nil {
 			t.Errorf("%s: want an error", name)
 		}
 	}
-	if err := v(runbook.Params{"namespace": "x", "manifest": scanManifest("s", ""), "read": []string{"*"}}); err == nil {
+	if err := v(Job{}.Spec().MustBind(map[string]any{"namespace": "x", "manifest": scanManifest("s", ""), "read": []string{"*"}})); err == nil {
 		t.Error("wildcard read: want an error")
 	}
 }

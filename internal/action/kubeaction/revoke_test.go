@@ -15,7 +15,6 @@ import (
 	"k8s.io/utils/ptr"
 
 	"irctl.dev/irctl/internal/action"
-	"irctl.dev/irctl/internal/runbook"
 )
 
 // authenticates asks the API server, as the token itself, who it is
@@ -79,7 +78,7 @@ func TestRevokeServiceAccount(t *testing.T) {
 	}
 
 	a := RevokeIdentity{}
-	p := runbook.Params{"kind": "ServiceAccount", "name": sa, "namespace": f.ns}
+	p := RevokeIdentity{}.Spec().MustBind(map[string]any{"kind": "ServiceAccount", "name": sa, "namespace": f.ns})
 	rvs := func() map[string]string {
 		m := map[string]string{}
 		if b, err := cs.RbacV1().ClusterRoleBindings().Get(ctx, crb, metav1.GetOptions{}); err == nil {
@@ -183,7 +182,7 @@ func TestRevokeUserSaysWhatCannotBeRevoked(t *testing.T) {
 		t.Fatal(err)
 	}
 	a := RevokeIdentity{}
-	p := runbook.Params{"kind": "User", "name": user}
+	p := RevokeIdentity{}.Spec().MustBind(map[string]any{"kind": "User", "name": user})
 	plan, res := f.run(a, action.DryRunNone, p)
 	if plan.Count != 1 || !strings.Contains(strings.Join(plan.Warnings, " "), "cannot revoke a user's client certificate") {
 		t.Errorf("plan: %+v", plan)
@@ -198,14 +197,14 @@ func TestRevokeUserSaysWhatCannotBeRevoked(t *testing.T) {
 
 func TestRevokeValidatesParams(t *testing.T) {
 	v := RevokeIdentity{}.Spec().Validate
-	for _, p := range []runbook.Params{
+	for _, p := range []map[string]any{
 		{"kind": "Pod", "name": "x"},
 		{"kind": "ServiceAccount", "name": "x"},
 		{"kind": "User", "name": "x", "namespace": "y"},
 		{"kind": "Group", "name": "system:masters"},
 		{"kind": "User", "name": ""},
 	} {
-		if err := v(p); err == nil {
+		if err := v(RevokeIdentity{}.Spec().MustBind(p)); err == nil {
 			t.Errorf("%v: want an error", p)
 		}
 	}
