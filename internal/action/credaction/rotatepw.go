@@ -50,9 +50,9 @@ func (RotatePassword) Spec() runbook.Spec {
 			{Name: "namespace", Type: runbook.String, Required: true, Description: "namespace of the Secret and the consumers"},
 			{Name: "secret", Type: runbook.String, Required: true, Description: "the Secret the consumers read the password from (must exist)"},
 			{Name: "key", Type: runbook.String, Required: true, Description: "its data key holding the password"},
-			{Name: "deployments", Type: runbook.Strings, Description: "Deployments to restart so they read the new password (default none: the plan warns)"},
-			{Name: "timeout", Type: runbook.Duration, Description: "how long each rollout may take (default 5m)"},
-			{Name: "once_per_incident", Type: runbook.Bool, Description: "skip when the Secret was already rotated for this incident (default true)"},
+			{Name: "deployments", Type: runbook.Strings, Description: "Deployments to restart so they read the new password; without any, the plan warns"},
+			{Name: "timeout", Type: runbook.Duration, Default: 5 * time.Minute, Description: "how long each rollout may take"},
+			{Name: "once_per_incident", Type: runbook.Bool, Default: true, Description: "skip when the Secret was already rotated for this incident"},
 		},
 		Validate: func(p runbook.Params) error { _, err := rotateParams(p); return err },
 	}
@@ -65,16 +65,10 @@ type rpParams struct {
 	once                  bool
 }
 
-// rotateParams reads the params and their defaults in one place.
+// rotateParams reads and checks the params in one place.
 func rotateParams(p runbook.Params) (rpParams, error) {
 	r := rpParams{role: p.String("role"), ns: p.String("namespace"), secret: p.String("secret"), key: p.String("key"),
-		deployments: p.Strings("deployments"), timeout: 5 * time.Minute, once: true}
-	if p.Has("timeout") {
-		r.timeout = p.Duration("timeout")
-	}
-	if p.Has("once_per_incident") {
-		r.once = p.Bool("once_per_incident")
-	}
+		deployments: p.Strings("deployments"), timeout: p.Duration("timeout"), once: p.Bool("once_per_incident")}
 	if r.role == "" {
 		return r, fmt.Errorf("role is empty")
 	}

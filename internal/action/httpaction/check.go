@@ -41,11 +41,11 @@ func (Check) Spec() runbook.Spec {
 			// Secret: the URL may carry user:password@, so the journal shows
 			// it redacted; plans and results show it without the userinfo.
 			{Name: "url", Type: runbook.String, Required: true, Secret: true, Description: "http(s) URL to GET; user:password@ in it is never shown"},
-			{Name: "status", Type: runbook.Int, Description: "expected HTTP status (default 200)"},
+			{Name: "status", Type: runbook.Int, Default: int64(defaultStatus), Description: "expected HTTP status"},
 			{Name: "body", Type: runbook.String, Description: "regexp the response body must match (RE2, first 1 MiB)"},
-			{Name: "timeout", Type: runbook.Duration, Description: "timeout of each attempt (default 10s)"},
-			{Name: "retries", Type: runbook.Int, Description: "further attempts after a failed one (default 0)"},
-			{Name: "interval", Type: runbook.Duration, Description: "wait between attempts (default 2s)"},
+			{Name: "timeout", Type: runbook.Duration, Default: defaultTimeout, Description: "timeout of each attempt"},
+			{Name: "retries", Type: runbook.Int, Description: "further attempts after a failed one"},
+			{Name: "interval", Type: runbook.Duration, Default: defaultInterval, Description: "wait between attempts"},
 		},
 		Validate: func(p runbook.Params) error {
 			_, err := params(p)
@@ -54,8 +54,7 @@ func (Check) Spec() runbook.Spec {
 	}
 }
 
-// checkParams are the params, with their defaults applied, read in one
-// place so that spec-level defaults can replace this function.
+// checkParams are the params, read and checked in one place.
 type checkParams struct {
 	url      *url.URL
 	status   int
@@ -66,39 +65,29 @@ type checkParams struct {
 }
 
 func params(p runbook.Params) (checkParams, error) {
-	c := checkParams{status: defaultStatus, timeout: defaultTimeout, interval: defaultInterval}
+	c := checkParams{status: int(p.Int("status")), timeout: p.Duration("timeout"), interval: p.Duration("interval")}
 	u, err := url.Parse(p.String("url"))
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 		return c, fmt.Errorf("url %q: want http(s)://host[:port][/path]", Redact(p.String("url")))
 	}
 	c.url = u
-	if p.Has("status") {
-		c.status = int(p.Int("status"))
-		if c.status < 100 || c.status > 599 {
-			return c, fmt.Errorf("status %d: want an HTTP status, 100 to 599", c.status)
-		}
+	if c.status < 100 || c.status > 599 {
+		return c, fmt.Errorf("status %d: want an HTTP status, 100 to 599", c.status)
 	}
-	if p.Has("body") {
+	if p.String("body") != "" {
 		if c.body, err = regexp.Compile(p.String("body")); err != nil {
 			return c, fmt.Errorf("body %q: %v", p.String("body"), err)
 		}
 	}
-	if p.Has("timeout") {
-		if c.timeout = p.Duration("timeout"); c.timeout <= 0 {
-			return c, fmt.Errorf("timeout %s: want more than 0", c.timeout)
-		}
+	if c.timeout <= 0 {
+		return c, fmt.Errorf("timeout %s: want more than 0", c.timeout)
 	}
-	if p.Has("retries") {
-		n := p.Int("retries")
-		if n < 0 || n > 1000 {
-			return c, fmt.Errorf("retries %d: want 0 to 1000", n)
-		}
-		c.retries = int(n)
+	if n := p.Int("retries"); n < 0 || n > 1000 {
+		return c, fmt.Errorf("retries %d: want 0 to 1000", n)
 	}
-	if p.Has("interval") {
-		if c.interval = p.Duration("interval"); c.interval < 0 {
-			return c, fmt.Errorf("interval %s: want 0 or more", c.interval)
-		}
+	c.retries = int(p.Int("retries"))
+	if c.interval < 0 {
+		return c, fmt.Errorf("interval %s: want 0 or more", c.interval)
 	}
 	return c, nil
 }

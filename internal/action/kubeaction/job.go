@@ -42,9 +42,9 @@ func (Job) Spec() runbook.Spec {
 			{Name: "namespace", Type: runbook.String, Required: true, Description: "namespace the Job runs in"},
 			{Name: "manifest", Type: runbook.String, Required: true, Description: "the batch/v1 Job, as YAML"},
 			{Name: "read", Type: runbook.Strings, Description: "resources the Job may get/list/watch, as resource or resource.group (e.g. pods, deployments.apps)"},
-			{Name: "cluster_wide", Type: runbook.Bool, Description: "grant the reads in every namespace (ClusterRole) rather than the Job's own (default false)"},
-			{Name: "deadline", Type: runbook.Duration, Description: "activeDeadlineSeconds of the Job (default 10m)"},
-			{Name: "allow_mutable_tag", Type: runbook.Bool, Description: "run an image given by tag rather than digest (default false: refused)"},
+			{Name: "cluster_wide", Type: runbook.Bool, Description: "grant the reads in every namespace (ClusterRole) rather than only the Job's own"},
+			{Name: "deadline", Type: runbook.Duration, Default: defaultJobDeadline, Description: "activeDeadlineSeconds of the Job (a smaller one in the manifest is kept)"},
+			{Name: "allow_mutable_tag", Type: runbook.Bool, Description: "run an image given by tag rather than digest (otherwise refused)"},
 		},
 		Validate: func(p runbook.Params) error { _, err := jobParams(p, ""); return err },
 	}
@@ -58,12 +58,9 @@ type jobSpec struct {
 	warnings    []string
 }
 
-// jobParams reads the params (defaults in this one place) and builds the Job.
+// jobParams reads and checks the params in one place and builds the Job.
 func jobParams(p runbook.Params, incident string) (*jobSpec, error) {
-	s := &jobSpec{deadline: defaultJobDeadline, clusterWide: p.Bool("cluster_wide")}
-	if p.Has("deadline") {
-		s.deadline = p.Duration("deadline")
-	}
+	s := &jobSpec{deadline: p.Duration("deadline"), clusterWide: p.Bool("cluster_wide")}
 	if s.deadline < time.Second {
 		return nil, fmt.Errorf("deadline %s: want at least 1s", s.deadline)
 	}
