@@ -70,6 +70,18 @@ var undoPermissions = map[string][]kube.Permission{
 	"k8s.drain":  {{Verb: "get", Resource: "nodes"}, {Verb: "patch", Resource: "nodes"}},
 	// Deletes the forensic copies it created (UID precondition).
 	"k8s.debug-copy": {{Verb: "delete", Resource: "pods"}},
+	// Creates the deleted bindings again, or gets and updates the ones it
+	// took the subject out of; bind, for roles the responder lacks.
+	"k8s.revoke-identity": {
+		{Verb: "create", Group: rbacv1.GroupName, Resource: "clusterrolebindings"},
+		{Verb: "create", Group: rbacv1.GroupName, Resource: "rolebindings"},
+		{Verb: "get", Group: rbacv1.GroupName, Resource: "clusterrolebindings"},
+		{Verb: "get", Group: rbacv1.GroupName, Resource: "rolebindings"},
+		{Verb: "update", Group: rbacv1.GroupName, Resource: "clusterrolebindings"},
+		{Verb: "update", Group: rbacv1.GroupName, Resource: "rolebindings"},
+		{Verb: "bind", Group: rbacv1.GroupName, Resource: "clusterroles"},
+		{Verb: "bind", Group: rbacv1.GroupName, Resource: "roles"},
+	},
 }
 
 // irctlPermissions are what irctl itself needs, whatever the runbook: they

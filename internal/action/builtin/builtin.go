@@ -3,6 +3,8 @@ package builtin
 
 import (
 	"irctl.dev/irctl/internal/action"
+	"irctl.dev/irctl/internal/action/credaction"
+	"irctl.dev/irctl/internal/action/httpaction"
 	"irctl.dev/irctl/internal/action/kubeaction"
 	"irctl.dev/irctl/internal/action/promaction"
 	"irctl.dev/irctl/internal/action/sqlaction"
@@ -25,5 +27,9 @@ func Registry() *action.Registry {
 		kubeaction.Snapshot{},
 		kubeaction.DebugCopy{},
 		promaction.Query{},
+		httpaction.Check{},
+		credaction.RotatePassword{},
+		kubeaction.RevokeIdentity{},
+		kubeaction.Job{},
 	)
 }
