@@ -21,7 +21,6 @@ import (
 	"k8s.io/client-go/util/retry"
 
 	"irctl.dev/irctl/internal/action"
-	"irctl.dev/irctl/internal/action/kubeaction"
 	"irctl.dev/irctl/internal/db"
 	"irctl.dev/irctl/internal/kube"
 	"irctl.dev/irctl/internal/runbook"
@@ -192,7 +191,7 @@ func setPassword(ctx context.Context, env *action.Env, role, password string, co
 	if err != nil {
 		return "", err
 	}
-	err = db.InTx(ctx, pool, commit, func(tx pgx.Tx) error {
+	err = db.InTx(ctx, pool, commit, time.Minute, func(tx pgx.Tx) error {
 		var name string
 		var login bool
 		err := tx.QueryRow(ctx, "SELECT rolname, rolcanlogin FROM pg_roles WHERE rolname = $1", role).Scan(&name, &login)
@@ -230,7 +229,10 @@ func (a RotatePassword) Apply(ctx context.Context, env *action.Env, p runbook.Pa
 	dry := env.DryRun == action.DryRunServer
 	where := r.ns + "/" + r.secret
 	password := newPassword()
-	fp := kubeaction.Fingerprint([]byte(password))
+	fp, err := env.Fingerprint([]byte(password))
+	if err != nil {
+		return nil, err
+	}
 	irr := "the old password is not kept: it cannot be restored"
 
 	// The Secret first: if ALTER ROLE then fails, running pods still have
