@@ -19,7 +19,9 @@ help: ## list the targets
 build: ## build bin/irctl
 	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN)/irctl ./cmd/irctl
 
-sandbox-bins: $(BIN)/kube-apiserver $(BIN)/etcd ## build kube-apiserver and etcd from the Go module proxy (once; ~10 min the first time)
+SANDBOX_BINS := $(BIN)/kube-apiserver $(BIN)/etcd $(BIN)/kube-controller-manager $(BIN)/kube-scheduler $(BIN)/kwok
+
+sandbox-bins: $(SANDBOX_BINS) ## build the sandbox's servers from the Go module proxy (once; ~15 min the first time)
 
 $(BIN)/etcd:
 	@echo "building etcd v3.6 into $(BIN) (about 2 minutes the first time)..."
@@ -30,6 +32,26 @@ $(BIN)/kube-apiserver:
 	@echo "building kube-apiserver $(KUBE_VERSION) into $(BIN) (about 10 minutes the first time; cached afterwards)..."
 	cd tools/sandbox-bins && $(GO) build -ldflags "$(KAS_LDFLAGS)" -o $(BIN)/kube-apiserver ./kube-apiserver
 	@echo "kube-apiserver built"
+
+# The controller manager and scheduler share most packages with
+# kube-apiserver (same module, same versions), so they build after it, from
+# the warm cache, rather than compiling the same packages concurrently.
+$(BIN)/kube-controller-manager: | $(BIN)/kube-apiserver
+	@echo "building kube-controller-manager $(KUBE_VERSION) into $(BIN) (a few minutes after kube-apiserver)..."
+	cd tools/sandbox-bins && $(GO) build -ldflags "$(KAS_LDFLAGS)" -o $(BIN)/kube-controller-manager ./kube-controller-manager
+	@echo "kube-controller-manager built"
+
+$(BIN)/kube-scheduler: | $(BIN)/kube-controller-manager
+	@echo "building kube-scheduler $(KUBE_VERSION) into $(BIN) (about a minute after the controller manager)..."
+	cd tools/sandbox-bins && $(GO) build -ldflags "$(KAS_LDFLAGS)" -o $(BIN)/kube-scheduler ./kube-scheduler
+	@echo "kube-scheduler built"
+
+# kwok, the simulated kubelets, is a module of its own (tools/kwok): its
+# requirements would move versions that the kube-apiserver build shares.
+$(BIN)/kwok:
+	@echo "building kwok v0.8.0 into $(BIN) (about 2 minutes the first time)..."
+	cd tools/kwok && $(GO) build -o $(BIN)/kwok sigs.k8s.io/kwok/cmd/kwok
+	@echo "kwok built"
 
 unit: ## unit tests only (no servers)
 	$(GO) test -short ./...

@@ -14,9 +14,9 @@ import (
 	rbacv1 "k8s.io/api/rbac/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/tools/clientcmd"
 	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
+	"k8s.io/client-go/util/retry"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/yaml"
 
@@ -334,17 +334,26 @@ func TestShippedRoleIsEnoughForClusterCompromise(t *testing.T) {
 	}
 }
 
-// runningPodOn creates a pod on node, owned by a ReplicaSet so that a drain
-// may evict it, and reports it Running as a kubelet would.
+// runningPodOn creates a pod on node, with a controller so that a drain may
+// evict it, and reports it Running as a kubelet would. The controller is
+// an object no controller of the sandbox acts on (a ConfigMap), so nothing
+// replaces the pod; it exists, as the garbage collector deletes pods whose
+// owner is gone.
 func (h *harness) runningPodOn(node string, labels map[string]string) string {
 	h.t.Helper()
 	ctx := h.t.Context()
+	owner, err := h.cs.CoreV1().ConfigMaps(h.ns).Create(ctx, &corev1.ConfigMap{
+		ObjectMeta: metav1.ObjectMeta{Name: "owner-" + randHex(3)},
+	}, metav1.CreateOptions{})
+	if err != nil {
+		h.t.Fatal(err)
+	}
 	pod, err := h.cs.CoreV1().Pods(h.ns).Create(ctx, &corev1.Pod{
 		ObjectMeta: metav1.ObjectMeta{
 			Name:   "pod-" + randHex(4),
 			Labels: labels,
-			OwnerReferences: []metav1.OwnerReference{{APIVersion: "apps/v1", Kind: "ReplicaSet", Name: "rs-" + randHex(3),
-				UID: types.UID(randHex(16)), Controller: ptr.To(true)}},
+			OwnerReferences: []metav1.OwnerReference{{APIVersion: "v1", Kind: "ConfigMap", Name: owner.Name,
+				UID: owner.UID, Controller: ptr.To(true)}},
 		},
 		Spec: corev1.PodSpec{
 			NodeName:                      node,
@@ -355,8 +364,17 @@ func (h *harness) runningPodOn(node string, labels map[string]string) string {
 	if err != nil {
 		h.t.Fatal(err)
 	}
-	pod.Status.Phase = corev1.PodRunning
-	if _, err := h.cs.CoreV1().Pods(h.ns).UpdateStatus(ctx, pod, metav1.UpdateOptions{}); err != nil {
+	// kwok, which reports new pods' status too, may get there first.
+	err = retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		p, err := h.cs.CoreV1().Pods(h.ns).Get(ctx, pod.Name, metav1.GetOptions{})
+		if err != nil {
+			return err
+		}
+		p.Status.Phase = corev1.PodRunning
+		_, err = h.cs.CoreV1().Pods(h.ns).UpdateStatus(ctx, p, metav1.UpdateOptions{})
+		return err
+	})
+	if err != nil {
 		h.t.Fatal(err)
 	}
 	return pod.Name

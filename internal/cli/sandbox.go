@@ -16,20 +16,23 @@ func newSandboxCmd(f *factory) *cobra.Command {
 	var seed bool
 	cmd := &cobra.Command{
 		Use:   "sandbox",
-		Short: "Run a local sandbox of real servers (etcd, kube-apiserver, PostgreSQL) with a demo platform",
-		Long: `The sandbox is a throwaway etcd + kube-apiserver + PostgreSQL on free
-loopback ports, seeded with the demo LLM-orchestrator platform (namespace
-llm-orchestrator, pods, nodes, secrets; tables users, api_keys, audit_events
-with a simulated attack). It has no kubelet: pods never run. Each seeded node
-has a stand-in kubelet log endpoint instead, so that logs read through the
-API server show the platform's traffic and the attack, and a stand-in
+		Short: "Run a local sandbox of real servers (a small Kubernetes cluster, PostgreSQL) with a demo platform",
+		Long: `The sandbox is a throwaway Kubernetes cluster - etcd, kube-apiserver,
+kube-controller-manager, kube-scheduler and kwok's simulated kubelets - and a
+PostgreSQL server, on free loopback ports, seeded with the demo
+LLM-orchestrator platform (namespace llm-orchestrator: the orchestrator
+Deployment, the postgres StatefulSet, a forensics pod; tables users,
+api_keys, audit_events with a simulated attack) and what the attack left in
+the cluster. Pods are scheduled, become Running and Ready, roll out and are
+replaced as in a real cluster, but no container runs: a stand-in kubelet log
+endpoint on each seeded node serves the platform's logs, and a stand-in
 snapshot controller readies VolumeSnapshots of the sandbox's CSI volumes.
 
 The server binaries come from ` + "`make sandbox-bins`" + ` (./bin, or --bin-dir, or
 IRCTL_SANDBOX_BINS).`,
 	}
 	cmd.PersistentFlags().StringVar(&dir, "dir", ".sandbox", "sandbox state directory (kubeconfig, env, logs)")
-	cmd.PersistentFlags().StringVar(&binDir, "bin-dir", "", "directory with kube-apiserver and etcd (default: IRCTL_SANDBOX_BINS or ./bin)")
+	cmd.PersistentFlags().StringVar(&binDir, "bin-dir", "", "directory with the sandbox's server binaries (default: IRCTL_SANDBOX_BINS or ./bin)")
 
 	up := &cobra.Command{
 		Use:   "up",

@@ -58,6 +58,13 @@ func Up(ctx context.Context, exe string, o Options, timeout time.Duration) error
 	if pid, err := readPid(pidPath); err == nil && serving(pid) {
 		return fmt.Errorf("sandbox already running in %s (pid %d)", dir, pid)
 	}
+	// Servers of a sandbox whose serve process died go first: the new one
+	// rewrites the record of them.
+	if killed, err := sweep(dir); err != nil {
+		return err
+	} else if len(killed) > 0 {
+		logf("stopped %s, left running by a previous sandbox in %s", strings.Join(killed, ", "), dir)
+	}
 	if err := os.Remove(readyPath); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return err
 	}
@@ -163,9 +170,11 @@ func Serve(ctx context.Context, o Options) error {
 
 // Down stops the background sandbox of dir: it sends SIGTERM to the pid in
 // DIR/serve.pid, waits up to timeout (<= 0: DefaultDownTimeout) for it to
-// exit, else SIGKILLs it with
-// its servers (and returns an error saying so), then removes DIR/kubeconfig,
-// env, ready and serve.pid. serve.log stays for post-mortems.
+// exit, else SIGKILLs it with its servers (and returns an error saying so).
+// Then it kills any server still recorded in DIR/servers.json - left
+// running when the serve process died without stopping them - and removes
+// their data, and DIR/kubeconfig, env, ready and serve.pid. serve.log
+// stays for post-mortems.
 func Down(dir string, timeout time.Duration) error {
 	if err := checkPlatform(); err != nil {
 		return err
@@ -192,9 +201,13 @@ func Down(dir string, timeout time.Duration) error {
 		if !waitExit(pid, timeout) {
 			killTree(pid)
 			waitExit(pid, 5*time.Second)
-			stopErr = fmt.Errorf("sandbox (pid %d) did not stop within %s and was killed; its temporary data may remain in %s",
-				pid, timeout, os.TempDir())
+			stopErr = fmt.Errorf("sandbox (pid %d) did not stop within %s and was killed", pid, timeout)
 		}
+	}
+	// A serve process that was killed (by Down above, or before: SIGKILL,
+	// the OOM killer) left its servers running and their data behind.
+	if _, err := sweep(dir); err != nil {
+		stopErr = errors.Join(stopErr, fmt.Errorf("cleaning up after the sandbox: %w", err))
 	}
 	for _, name := range []string{"kubeconfig", "env", readyFile, pidFile} {
 		if err := os.Remove(filepath.Join(dir, name)); err != nil && !errors.Is(err, fs.ErrNotExist) {

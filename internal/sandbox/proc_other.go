@@ -27,6 +27,8 @@ func interrupt(p *os.Process) error { return p.Kill() }
 
 func killGroup(int) {}
 
+func killPid(int) {}
+
 func killTree(int) {}
 
 var errUnsupported = checkPlatform()

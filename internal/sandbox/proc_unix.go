@@ -67,6 +67,9 @@ func interrupt(p *os.Process) error { return p.Signal(os.Interrupt) }
 // killGroup SIGKILLs the process group led by pid.
 func killGroup(pid int) { _ = syscall.Kill(-pid, syscall.SIGKILL) }
 
+// killPid SIGKILLs pid alone.
+func killPid(pid int) { _ = syscall.Kill(pid, syscall.SIGKILL) }
+
 // killTree SIGKILLs the process group of pid and the groups of its direct
 // children: the servers a sandbox starts each lead their own group (see
 // ownProcessGroup), so killing the serve process's group alone would orphan

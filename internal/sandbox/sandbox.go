@@ -1,20 +1,19 @@
 // Package sandbox runs a disposable copy of the demo platform irctl's
-// runbooks act on: a real etcd and kube-apiserver (through envtest) and a
-// real PostgreSQL server, all on 127.0.0.1, optionally seeded with the
-// "llm-orchestrator" workload, its database and a simulated attack.
+// runbooks act on: a small working Kubernetes cluster - a real etcd and
+// kube-apiserver (through envtest), kube-controller-manager,
+// kube-scheduler, and kwok's simulated kubelets on the seeded Nodes
+// (cluster.go) - and a real PostgreSQL server, all on 127.0.0.1, optionally
+// seeded with the "llm-orchestrator" platform as real workloads, its
+// database and what a simulated attack left behind.
 //
 // Tests use it through package sandboxtest; `irctl sandbox up|down` runs it
 // in the background through Up, Serve and Down.
 //
-// There is no kubelet, controller-manager or scheduler: objects that
-// controllers would create (ReplicaSets, pods, ServiceAccounts) and statuses
-// they would report are written by the seed itself, deleting a Deployment
-// does not cascade, and nothing recreates a deleted pod. Two pieces stand in
-// for what the incident runbooks need from the missing parts, in the
-// process that runs the sandbox: a log endpoint registered as each seeded
-// Node's kubelet, which the real API server proxies pods/log to
-// (kubelet.go), and a snapshot controller for the sandbox's CSI driver
-// (snapshots.go).
+// No container runs: kwok moves pods through their phases. Two pieces stand
+// in for what the incident runbooks need beyond that, in the process that
+// runs the sandbox: a log endpoint registered as each seeded Node's
+// kubelet, which the real API server proxies pods/log to (kubelet.go), and
+// a snapshot controller for the sandbox's CSI driver (snapshots.go).
 package sandbox
 
 import (
@@ -37,8 +36,6 @@ import (
 	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 	"k8s.io/client-go/rest"
-	"k8s.io/client-go/tools/clientcmd"
-	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 	ctrllog "sigs.k8s.io/controller-runtime/pkg/log"
@@ -46,13 +43,14 @@ import (
 	"irctl.dev/irctl"
 )
 
-// EnvBins names the directory holding kube-apiserver and etcd, overriding
-// the search of DefaultBinDir.
+// EnvBins names the directory holding the sandbox's server binaries
+// (kube-apiserver, etcd, kube-controller-manager, kube-scheduler, kwok),
+// overriding the search of DefaultBinDir.
 const EnvBins = "IRCTL_SANDBOX_BINS"
 
 // Options configures Start.
 type Options struct {
-	// BinDir holds kube-apiserver and etcd; "" means DefaultBinDir().
+	// BinDir holds the server binaries; "" means DefaultBinDir().
 	BinDir string
 	// Dir is the state directory (created 0700 if missing), where Start
 	// writes kubeconfig and env (both 0600; env is sourceable: export
@@ -77,16 +75,21 @@ type Sandbox struct {
 
 	env       *envtest.Environment
 	pg        *postgresServer
+	cluster   cluster             // controller manager, scheduler, kwok
 	kubelets  *kubelets           // when seeded
 	snapshots *snapshotController // once the sandbox is up
-	kubeDir   string              // etcd's data, kube-apiserver's certificates, their logs
+	kubeDir   string              // etcd's data, kube-apiserver's certificates, the servers' logs
 	ownDir    string              // the state dir, when Start made it
 	stopOnce  sync.Once
 	stopErr   error
+
+	recordMu   sync.Mutex
+	servers    serversRecord // see servers.go
+	recordPath string        // DIR/servers.json
 }
 
-// DefaultBinDir returns where the sandbox's kube-apiserver and etcd are
-// looked for: $IRCTL_SANDBOX_BINS if set; else the bin directory beside the
+// DefaultBinDir returns where the sandbox's server binaries are looked
+// for: $IRCTL_SANDBOX_BINS if set; else the bin directory beside the
 // running executable's directory (<dir>/../bin, as in a checkout where
 // `make` puts irctl and the sandbox binaries in ./bin) if it has
 // kube-apiserver; else ./bin relative to the working directory, made
@@ -110,13 +113,14 @@ func DefaultBinDir() string {
 }
 
 // CheckBins reports whether everything the sandbox runs is installed:
-// kube-apiserver and etcd in binDir, and PostgreSQL's initdb and postgres
-// (see EnvPGBin). The error names the missing binary and how to get it.
+// kube-apiserver, etcd, kube-controller-manager, kube-scheduler and kwok in
+// binDir, and PostgreSQL's initdb and postgres (see EnvPGBin). The error
+// names the missing binary and how to get it.
 func CheckBins(binDir string) error {
-	for _, name := range []string{"kube-apiserver", "etcd"} {
+	for _, name := range append(append([]string{}, controlPlaneBins...), clusterBins...) {
 		if err := checkExecutable(filepath.Join(binDir, name)); err != nil {
-			return fmt.Errorf("sandbox binary %s is missing (%v): run `make sandbox-bins`, or set $%s to a directory holding kube-apiserver and etcd",
-				name, err, EnvBins)
+			return fmt.Errorf("sandbox binary %s is missing (%v): run `make sandbox-bins`, or set $%s to a directory holding %s",
+				name, err, EnvBins, strings.Join(append(append([]string{}, controlPlaneBins...), clusterBins...), ", "))
 		}
 	}
 	_, err := pgBinDir()
@@ -139,8 +143,10 @@ func checkExecutable(path string) error {
 // stderr on the first log call made 30s after the process started.
 var quietControllerRuntime sync.Once
 
-// Start starts etcd, kube-apiserver and PostgreSQL, seeds them if o.Seed,
-// and writes the state files. On error it stops whatever it started.
+// Start starts etcd, kube-apiserver, the controller manager, scheduler and
+// kwok, and PostgreSQL, seeds them if o.Seed (returning once the seeded
+// workloads are Ready), and writes the state files. On error it stops
+// whatever it started.
 func Start(ctx context.Context, o Options) (_ *Sandbox, err error) {
 	began := time.Now()
 	if err := checkPlatform(); err != nil {
@@ -174,9 +180,11 @@ func Start(ctx context.Context, o Options) (_ *Sandbox, err error) {
 	if dir, err = filepath.Abs(dir); err != nil {
 		return nil, err
 	}
+	s.recordPath = filepath.Join(dir, serversFile)
 	if s.kubeDir, err = os.MkdirTemp("", "irctl-kube-"); err != nil {
 		return nil, err
 	}
+	s.recordDir(s.kubeDir)
 
 	// PostgreSQL (initdb especially) starts while the control plane does.
 	logf("starting etcd and kube-apiserver...")
@@ -186,8 +194,15 @@ func Start(ctx context.Context, o Options) (_ *Sandbox, err error) {
 	go func() {
 		defer close(pgDone)
 		s.pg, pgErr = startPostgres(ctx)
+		if s.pg != nil {
+			s.recordDir(s.pg.dir)
+			s.record("postgres", s.pg.cmd.Process.Pid, s.pg.cmd.Path)
+		}
 	}()
 	kubeErr := s.startKube(binDir)
+	if kubeErr == nil {
+		kubeErr = s.startControllers(binDir)
+	}
 	<-pgDone
 	if err := errors.Join(kubeErr, pgErr); err != nil {
 		return nil, err
@@ -208,13 +223,22 @@ func Start(ctx context.Context, o Options) (_ *Sandbox, err error) {
 		return nil
 	})
 	if o.Seed {
-		g.Go(func() error { return seedKube(gctx, s.RESTConfig, s.DBPassword) })
+		g.Go(func() error {
+			return seedKube(gctx, s.RESTConfig, s.DBPassword, func(ctx context.Context) error {
+				return s.startSimulations(ctx, binDir, true, began)
+			})
+		})
+	} else if err := s.startSimulations(ctx, binDir, false, began); err != nil {
+		return nil, err
 	}
 	if err := g.Wait(); err != nil {
 		return nil, err
 	}
-	if err := s.startSimulations(ctx, o.Seed, began); err != nil {
-		return nil, err
+	if o.Seed {
+		logf("waiting for the seeded workloads...")
+		if err := s.waitSeeded(ctx); err != nil {
+			return nil, err
+		}
 	}
 	if err := s.writeFiles(dir); err != nil {
 		return nil, err
@@ -223,10 +247,10 @@ func Start(ctx context.Context, o Options) (_ *Sandbox, err error) {
 	return s, nil
 }
 
-// startSimulations starts what stands in for the absent kubelets (on the
-// seeded Nodes, when seeded) and snapshot controller; the seed's story is
-// told relative to epoch.
-func (s *Sandbox) startSimulations(ctx context.Context, seeded bool, epoch time.Time) error {
+// startSimulations starts kwok, the stand-in kubelets' log endpoints (on
+// the seeded Nodes, when seeded; registered before kwok takes the Nodes)
+// and the snapshot controller; the seed's story is told relative to epoch.
+func (s *Sandbox) startSimulations(ctx context.Context, binDir string, seeded bool, epoch time.Time) error {
 	var err error
 	if seeded {
 		if s.kubelets, err = startKubelets(s.RESTConfig, NodeNames, epoch); err != nil {
@@ -235,6 +259,9 @@ func (s *Sandbox) startSimulations(ctx context.Context, seeded bool, epoch time.
 		if err := s.kubelets.register(ctx); err != nil {
 			return err
 		}
+	}
+	if err := s.startKwok(binDir); err != nil {
+		return err
 	}
 	s.snapshots, err = startSnapshotController(s.RESTConfig)
 	return err
@@ -289,6 +316,9 @@ func (s *Sandbox) startKube(binDir string) error {
 		}
 	}
 	cfg, err := s.env.Start()
+	s.recordChildren(map[string]string{
+		"etcd": s.env.ControlPlane.Etcd.Path, "kube-apiserver": s.env.ControlPlane.APIServer.Path,
+	})
 	if err != nil {
 		// envtest names the process that failed; quote its log.
 		log := apiLog.Name()
@@ -336,21 +366,8 @@ func loadCRDs() ([]*apiextensionsv1.CustomResourceDefinition, error) {
 
 // writeFiles writes dir/kubeconfig and dir/env.
 func (s *Sandbox) writeFiles(dir string) error {
-	const name = "irctl-sandbox"
-	kc := clientcmdapi.NewConfig()
-	kc.Clusters[name] = &clientcmdapi.Cluster{Server: s.RESTConfig.Host, CertificateAuthorityData: s.RESTConfig.CAData}
-	kc.AuthInfos[name+"-admin"] = &clientcmdapi.AuthInfo{
-		ClientCertificateData: s.RESTConfig.CertData,
-		ClientKeyData:         s.RESTConfig.KeyData,
-	}
-	kc.Contexts[name] = &clientcmdapi.Context{Cluster: name, AuthInfo: name + "-admin", Namespace: DemoNamespace}
-	kc.CurrentContext = name
-	data, err := clientcmd.Write(*kc)
-	if err != nil {
-		return err
-	}
 	s.KubeconfigPath = filepath.Join(dir, "kubeconfig")
-	if err := writeFileAtomic(s.KubeconfigPath, data); err != nil {
+	if err := writeAdminKubeconfig(s.KubeconfigPath, s.RESTConfig); err != nil {
 		return err
 	}
 	env := fmt.Sprintf("# irctl sandbox: source this file (. %s) to point kubectl, psql and irctl at it.\n"+
@@ -369,13 +386,14 @@ func (s *Sandbox) AddKubeUser(name string, groups []string) (*rest.Config, error
 	return u.Config(), nil
 }
 
-// Stop stops the simulated kubelets and snapshot controller,
-// kube-apiserver, etcd and PostgreSQL, and deletes the servers' data.
-// Files written to a caller-given Options.Dir stay. Calling it again
-// returns the first call's result.
+// Stop stops kwok, the scheduler and controller manager, the stand-in
+// kubelets and snapshot controller, kube-apiserver, etcd and PostgreSQL,
+// and deletes the servers' data. Files written to a caller-given
+// Options.Dir stay. Calling it again returns the first call's result.
 func (s *Sandbox) Stop() error {
 	s.stopOnce.Do(func() {
 		// First what talks to the API server, while it still answers.
+		s.cluster.stop()
 		if s.snapshots != nil {
 			s.snapshots.stop()
 		}
@@ -398,6 +416,10 @@ func (s *Sandbox) Stop() error {
 			}
 		}
 		s.stopErr = errors.Join(errs...)
+		if s.stopErr == nil {
+			// Everything recorded is gone: nothing left for Down to sweep.
+			s.stopErr = s.removeRecord()
+		}
 	})
 	return s.stopErr
 }

@@ -472,17 +472,18 @@ func TestSeededPodsServeLogs(t *testing.T) {
 			t.Errorf("%d gigabyte transfers over 2 replicas, want 60", transfers)
 		}
 		// Another image printed nothing; a container with no status is not
-		// available (400), as the kubelet says.
+		// available (400), as the kubelet says. kwok runs the pod first;
+		// then its status loses the second container's, which kwok, done
+		// with a Running pod, leaves so.
 		other := &corev1.Pod{
 			ObjectMeta: metav1.ObjectMeta{Name: "other"},
 			Spec: corev1.PodSpec{NodeName: sandbox.NodeNames[1], Containers: []corev1.Container{
 				{Name: "app", Image: "example.com/app:1"}, {Name: "late", Image: "example.com/app:1"}}},
 		}
-		other, err := cs.CoreV1().Pods(ns).Create(ctx, other, metav1.CreateOptions{})
-		if err != nil {
+		if _, err := cs.CoreV1().Pods(ns).Create(ctx, other, metav1.CreateOptions{}); err != nil {
 			t.Fatal(err)
 		}
-		other.Status.Phase = corev1.PodRunning
+		other = waitPod(t, cs, ns, "other", func(p *corev1.Pod) bool { return p.Status.Phase == corev1.PodRunning })
 		other.Status.ContainerStatuses = []corev1.ContainerStatus{{Name: "app", Image: "example.com/app:1", Ready: true,
 			State: corev1.ContainerState{Running: &corev1.ContainerStateRunning{StartedAt: metav1.Now()}}}}
 		if _, err := cs.CoreV1().Pods(ns).UpdateStatus(ctx, other, metav1.UpdateOptions{}); err != nil {
@@ -495,6 +496,25 @@ func TestSeededPodsServeLogs(t *testing.T) {
 			t.Errorf("a container without status: %v", err)
 		}
 	})
+}
+
+// waitPod waits up to a minute for pod ns/name to satisfy ok and returns it.
+func waitPod(t *testing.T, cs kubernetes.Interface, ns, name string, ok func(*corev1.Pod) bool) *corev1.Pod {
+	t.Helper()
+	deadline := time.Now().Add(time.Minute)
+	for {
+		p, err := cs.CoreV1().Pods(ns).Get(t.Context(), name, metav1.GetOptions{})
+		if err == nil && ok(p) {
+			return p
+		}
+		if time.Now().After(deadline) {
+			if err == nil {
+				err = fmt.Errorf("phase %s, conditions %+v", p.Status.Phase, p.Status.Conditions)
+			}
+			t.Fatalf("pod %s/%s: %v", ns, name, err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
 }
 
 // largeTransfer is the runbook's exfiltration-in-logs test: a download,

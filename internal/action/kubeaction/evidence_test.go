@@ -24,6 +24,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/yaml"
 
@@ -72,8 +73,9 @@ func newEvEnv(t *testing.T) *evEnv {
 	if _, err := c.Core.CoreV1().Namespaces().Create(context.Background(), &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: e.ns}}, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	// No controller creates the namespace's default ServiceAccount here.
-	if _, err := c.Core.CoreV1().ServiceAccounts(e.ns).Create(context.Background(), &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: "default"}}, metav1.CreateOptions{}); err != nil {
+	// The controller manager makes the namespace's default ServiceAccount,
+	// maybe not before the test needs it.
+	if _, err := c.Core.CoreV1().ServiceAccounts(e.ns).Create(context.Background(), &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: "default"}}, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
 		t.Fatal(err)
 	}
 	return e
@@ -179,11 +181,10 @@ func (k *kubeletStub) node(t *testing.T, c *kube.Clients, name string) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { c.Core.CoreV1().Nodes().Delete(context.Background(), name, metav1.DeleteOptions{}) })
-	n.Status.Addresses = []corev1.NodeAddress{{Type: corev1.NodeInternalIP, Address: "127.0.0.1"}}
-	n.Status.DaemonEndpoints.KubeletEndpoint.Port = int32(p)
-	if _, err := c.Core.CoreV1().Nodes().UpdateStatus(ctx, n, metav1.UpdateOptions{}); err != nil {
-		t.Fatal(err)
-	}
+	updateNodeStatus(t, c.Core, n.Name, func(n *corev1.Node) {
+		n.Status.Addresses = []corev1.NodeAddress{{Type: corev1.NodeInternalIP, Address: "127.0.0.1"}}
+		n.Status.DaemonEndpoints.KubeletEndpoint.Port = int32(p)
+	})
 }
 
 // runningPod creates a pod on node with the given containers and restart
@@ -199,16 +200,14 @@ func runningPod(t *testing.T, c *kube.Clients, ns, name, node string, labels map
 	if err != nil {
 		t.Fatal(err)
 	}
-	got.Status.Phase = corev1.PodRunning
-	for cn, r := range restarts {
-		got.Status.ContainerStatuses = append(got.Status.ContainerStatuses, corev1.ContainerStatus{Name: cn, Image: "example.com/app:1", RestartCount: r, Ready: true,
-			State: corev1.ContainerState{Running: &corev1.ContainerStateRunning{StartedAt: metav1.Now()}}})
-	}
-	got, err = c.Core.CoreV1().Pods(ns).UpdateStatus(ctx, got, metav1.UpdateOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return got
+	return updatePodStatus(t, c.Core, ns, got.Name, func(p *corev1.Pod) {
+		p.Status.Phase = corev1.PodRunning
+		p.Status.ContainerStatuses = nil
+		for cn, r := range restarts {
+			p.Status.ContainerStatuses = append(p.Status.ContainerStatuses, corev1.ContainerStatus{Name: cn, Image: "example.com/app:1", RestartCount: r, Ready: true,
+				State: corev1.ContainerState{Running: &corev1.ContainerStateRunning{StartedAt: metav1.Now()}}})
+		}
+	})
 }
 
 func TestLogsCurrentAndPreviousAsEvidence(t *testing.T) {
@@ -266,10 +265,9 @@ func nodeWithoutKubelet(t *testing.T, c *kube.Clients, name string) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { c.Core.CoreV1().Nodes().Delete(context.Background(), name, metav1.DeleteOptions{}) })
-	n.Status.Addresses = []corev1.NodeAddress{{Type: corev1.NodeHostName, Address: name}}
-	if _, err := c.Core.CoreV1().Nodes().UpdateStatus(ctx, n, metav1.UpdateOptions{}); err != nil {
-		t.Fatal(err)
-	}
+	updateNodeStatus(t, c.Core, n.Name, func(n *corev1.Node) {
+		n.Status.Addresses = []corev1.NodeAddress{{Type: corev1.NodeHostName, Address: name}}
+	})
 }
 
 // The seeded nodes' kubelets (the sandbox's stand-ins) serve the logs of
@@ -321,7 +319,7 @@ func TestLogScanFindsTheSeededExfiltration(t *testing.T) {
 		}
 	}
 	got := e.read(t, "log-scan/exfiltration-in-logs.txt")
-	attacker := regexp.MustCompile(`^orchestrator-7b9d5f8c46-[a-z0-9]{5}/orchestrator\t\S+ INFO request user_id=(7|13|21) ip=(198\.51\.100\.23|203\.0\.113\.77|2001:db8:bad:1::21) action=(export|bulk_query) .* bytes=\d{10}$`)
+	attacker := regexp.MustCompile(`^orchestrator-[a-z0-9]{6,10}-[a-z0-9]{5}/orchestrator\t\S+ INFO request user_id=(7|13|21) ip=(198\.51\.100\.23|203\.0\.113\.77|2001:db8:bad:1::21) action=(export|bulk_query) .* bytes=\d{10}$`)
 	for l := range strings.Lines(got) {
 		if !attacker.MatchString(strings.TrimSuffix(l, "\n")) {
 			t.Errorf("a match that is not the attacker's transfer: %q", l)
@@ -429,7 +427,8 @@ func TestDumpWritesOneFilePerKindWithProvenance(t *testing.T) {
 		t.Errorf("images.yaml lacks %s", sandbox.OrchestratorImage)
 	}
 	sa := e.read(t, "dump/serviceaccounts.yaml")
-	if !strings.Contains(sa, "serviceAccount: orchestrator") || !strings.Contains(sa, "orchestrator-7b9d5f8c46-x2k9p") {
+	// The orchestrator's pods, named by their Deployment's ReplicaSet.
+	if !strings.Contains(sa, "serviceAccount: orchestrator") || !regexp.MustCompile(`\borchestrator-[a-z0-9]{6,10}-[a-z0-9]{5}\b`).MatchString(sa) {
 		t.Errorf("serviceaccounts.yaml lacks the orchestrator account and its pods:\n%s", sa)
 	}
 	if d := e.read(t, "dump/pod-descriptions.txt"); !strings.Contains(d, "Name:") || !strings.Contains(d, "Env DATABASE_PASSWORD:") || !strings.Contains(d, "<secret orchestrator-db key password>") {
@@ -618,10 +617,12 @@ func TestDebugCopyLeavesOriginalAndStripsLabels(t *testing.T) {
 				Sources: []corev1.VolumeProjection{{ServiceAccountToken: &corev1.ServiceAccountTokenProjection{Path: "token"}}}}}}},
 		},
 	}
-	got, err := e.c.Core.CoreV1().Pods(e.ns).Create(ctx, orig, metav1.CreateOptions{})
-	if err != nil {
+	if _, err := e.c.Core.CoreV1().Pods(e.ns).Create(ctx, orig, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
+	// node-a's simulated kubelet (kwok) reports the pod Ready; after that
+	// only a change of the pod itself changes its resourceVersion.
+	got := waitPodReady(t, e.c.Core, e.ns, orig.Name)
 	p := runbook.Params{"namespace": e.ns, "selector": "app=orchestrator", "keep_labels": []string{"quarantine"}, "debug_image": "nicolaka/netshoot:v0.13"}
 	plan, res := run(t, DebugCopy{}, e.Env, p)
 	if plan.Count != 1 || res.Changed != 1 || len(res.Failed) != 0 {
@@ -638,8 +639,10 @@ func TestDebugCopyLeavesOriginalAndStripsLabels(t *testing.T) {
 	if len(cp.Labels) != 2 || cp.Labels[LabelForensicCopyOf] != "app-1" || cp.Labels["quarantine"] != "true" || cp.Labels["app"] != "" {
 		t.Errorf("copy labels: %v", cp.Labels)
 	}
-	if cp.Spec.NodeName != "" || cp.Spec.AutomountServiceAccountToken == nil || *cp.Spec.AutomountServiceAccountToken {
-		t.Errorf("copy spec: node %q automount %v", cp.Spec.NodeName, cp.Spec.AutomountServiceAccountToken)
+	// Not pinned to the original's node: created without one, it is placed
+	// by the scheduler, which alone reports PodScheduled.
+	if (cp.Spec.NodeName != "" && !scheduled(cp)) || cp.Spec.AutomountServiceAccountToken == nil || *cp.Spec.AutomountServiceAccountToken {
+		t.Errorf("copy spec: node %q (scheduled %t) automount %v", cp.Spec.NodeName, scheduled(cp), cp.Spec.AutomountServiceAccountToken)
 	}
 	if len(cp.Spec.Containers) != 2 || cp.Spec.Containers[1].Image != "nicolaka/netshoot:v0.13" || !*cp.Spec.ShareProcessNamespace {
 		t.Errorf("debug container: %+v", cp.Spec.Containers)
@@ -674,4 +677,35 @@ func TestDebugCopyLeavesOriginalAndStripsLabels(t *testing.T) {
 	if _, err := e.c.Core.CoreV1().Pods(e.ns).Get(ctx, "app-1", metav1.GetOptions{}); err != nil {
 		t.Errorf("undo touched the original: %v", err)
 	}
+}
+
+// waitPodReady waits up to a minute for the pod to report Ready.
+func waitPodReady(t *testing.T, cs kubernetes.Interface, ns, name string) *corev1.Pod {
+	t.Helper()
+	deadline := time.Now().Add(time.Minute)
+	for {
+		p, err := cs.CoreV1().Pods(ns).Get(t.Context(), name, metav1.GetOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, c := range p.Status.Conditions {
+			if c.Type == corev1.PodReady && c.Status == corev1.ConditionTrue {
+				return p
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("pod %s/%s not Ready after a minute: %+v", ns, name, p.Status)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// scheduled reports whether the scheduler bound the pod to its node.
+func scheduled(p *corev1.Pod) bool {
+	for _, c := range p.Status.Conditions {
+		if c.Type == corev1.PodScheduled && c.Status == corev1.ConditionTrue {
+			return true
+		}
+	}
+	return false
 }

@@ -12,8 +12,9 @@ import (
 	policyv1 "k8s.io/api/policy/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/intstr"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/util/retry"
 	"k8s.io/utils/ptr"
 
 	"irctl.dev/irctl/internal/action"
@@ -68,32 +69,87 @@ func (f *fixture) podOn(node string, owner *metav1.OwnerReference, lbls map[stri
 	}
 	// Report it Running and Ready, as its kubelet would: the eviction API
 	// lets Pending pods go without consulting disruption budgets.
-	created.Status.Phase = corev1.PodRunning
-	created.Status.Conditions = []corev1.PodCondition{{Type: corev1.PodReady, Status: corev1.ConditionTrue}}
-	if _, err := f.cs.CoreV1().Pods(f.ns).UpdateStatus(f.t.Context(), created, metav1.UpdateOptions{}); err != nil {
-		f.t.Fatal(err)
-	}
+	updatePodStatus(f.t, f.cs, f.ns, created.Name, func(p *corev1.Pod) {
+		p.Status.Phase = corev1.PodRunning
+		p.Status.Conditions = []corev1.PodCondition{{Type: corev1.PodReady, Status: corev1.ConditionTrue}}
+	})
 	return name
 }
 
-// replicaSetRef is the controller reference of a ReplicaSet; nothing
-// checks that it exists, as no garbage collector runs in the sandbox.
-func replicaSetRef() *metav1.OwnerReference {
-	return &metav1.OwnerReference{APIVersion: "apps/v1", Kind: "ReplicaSet", Name: "web-" + randHex(3), UID: types.UID(randHex(16)), Controller: ptr.To(true)}
+// controllerRef returns a controller reference to an object of the test's
+// own that no controller of the sandbox acts on (a ConfigMap), for pods a
+// drain may evict and nothing replaces. It must exist: the sandbox's
+// garbage collector deletes pods whose owner is gone.
+func (f *fixture) controllerRef() *metav1.OwnerReference {
+	f.t.Helper()
+	cm, err := f.cs.CoreV1().ConfigMaps(f.ns).Create(f.t.Context(), &corev1.ConfigMap{
+		ObjectMeta: metav1.ObjectMeta{Name: "owner-" + randHex(3)},
+	}, metav1.CreateOptions{})
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	return &metav1.OwnerReference{APIVersion: "v1", Kind: "ConfigMap", Name: cm.Name, UID: cm.UID, Controller: ptr.To(true)}
 }
 
-// daemonSetRef creates a DaemonSet (the drain library looks it up) and
-// returns the controller reference its pods carry.
-func (f *fixture) daemonSetRef() *metav1.OwnerReference {
+// updatePodStatus applies mutate to the pod's status and writes it,
+// retrying on a conflict: kwok reports the status of new pods too.
+func updatePodStatus(t *testing.T, cs kubernetes.Interface, ns, name string, mutate func(*corev1.Pod)) *corev1.Pod {
+	t.Helper()
+	var out *corev1.Pod
+	err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		p, err := cs.CoreV1().Pods(ns).Get(t.Context(), name, metav1.GetOptions{})
+		if err != nil {
+			return err
+		}
+		mutate(p)
+		out, err = cs.CoreV1().Pods(ns).UpdateStatus(t.Context(), p, metav1.UpdateOptions{})
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+// updateNodeStatus is updatePodStatus for a Node, which kwok initializes.
+func updateNodeStatus(t *testing.T, cs kubernetes.Interface, name string, mutate func(*corev1.Node)) {
+	t.Helper()
+	err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		n, err := cs.CoreV1().Nodes().Get(t.Context(), name, metav1.GetOptions{})
+		if err != nil {
+			return err
+		}
+		mutate(n)
+		_, err = cs.CoreV1().Nodes().UpdateStatus(t.Context(), n, metav1.UpdateOptions{})
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+// daemonSetRef creates a DaemonSet for node (the drain library looks it
+// up) and returns the controller reference its pods carry. It targets node
+// alone and replaces pods only when they are deleted, so the DaemonSet
+// controller leaves the test's pod as it is.
+func (f *fixture) daemonSetRef(node string) *metav1.OwnerReference {
 	f.t.Helper()
 	lbls := map[string]string{"app": "agent"}
 	ds, err := f.cs.AppsV1().DaemonSets(f.ns).Create(f.t.Context(), &appsv1.DaemonSet{
 		ObjectMeta: metav1.ObjectMeta{Name: "agent"},
 		Spec: appsv1.DaemonSetSpec{
-			Selector: &metav1.LabelSelector{MatchLabels: lbls},
+			Selector:       &metav1.LabelSelector{MatchLabels: lbls},
+			UpdateStrategy: appsv1.DaemonSetUpdateStrategy{Type: appsv1.OnDeleteDaemonSetStrategyType},
 			Template: corev1.PodTemplateSpec{
 				ObjectMeta: metav1.ObjectMeta{Labels: lbls},
-				Spec:       corev1.PodSpec{Containers: []corev1.Container{{Name: "agent", Image: "example.invalid/agent:1"}}},
+				Spec: corev1.PodSpec{
+					Affinity: &corev1.Affinity{NodeAffinity: &corev1.NodeAffinity{
+						RequiredDuringSchedulingIgnoredDuringExecution: &corev1.NodeSelector{NodeSelectorTerms: []corev1.NodeSelectorTerm{{
+							MatchFields: []corev1.NodeSelectorRequirement{{Key: "metadata.name", Operator: corev1.NodeSelectorOpIn, Values: []string{node}}},
+						}}},
+					}},
+					Containers: []corev1.Container{{Name: "agent", Image: "example.invalid/agent:1"}},
+				},
 			},
 		},
 	}, metav1.CreateOptions{})
@@ -209,11 +265,11 @@ func TestCordonAndDrainOfNoNodesIsANoop(t *testing.T) {
 func TestDrainEvictsCordonsAndUndoUncordons(t *testing.T) {
 	f := newFixture(t)
 	node := f.node(false)
-	web := []string{f.podOn(node, replicaSetRef(), nil, false), f.podOn(node, replicaSetRef(), nil, false)}
-	scratch := f.podOn(node, replicaSetRef(), nil, true)
-	agent := f.podOn(node, f.daemonSetRef(), map[string]string{"app": "agent"}, false)
+	web := []string{f.podOn(node, f.controllerRef(), nil, false), f.podOn(node, f.controllerRef(), nil, false)}
+	scratch := f.podOn(node, f.controllerRef(), nil, true)
+	agent := f.podOn(node, f.daemonSetRef(node), map[string]string{"app": "agent"}, false)
 	// A quarantined pod stays where it is, as evidence.
-	quarantined := f.podOn(node, replicaSetRef(), map[string]string{"quarantine": "true"}, false)
+	quarantined := f.podOn(node, f.controllerRef(), map[string]string{"quarantine": "true"}, false)
 	a := Drain{}
 	p := runbook.Params{"nodes": []string{node}, "pod_selector": "quarantine!=true"}
 
@@ -270,8 +326,8 @@ func TestDrainEvictsCordonsAndUndoUncordons(t *testing.T) {
 func TestDrainThatStopsPartwayKeepsTheNodeCordonedAndListsWhatIsLeft(t *testing.T) {
 	f := newFixture(t)
 	node := f.node(false)
-	free := f.podOn(node, replicaSetRef(), map[string]string{"app": "free"}, false)
-	guarded := f.podOn(node, replicaSetRef(), map[string]string{"app": "guarded"}, false)
+	free := f.podOn(node, f.controllerRef(), map[string]string{"app": "free"}, false)
+	guarded := f.podOn(node, f.controllerRef(), map[string]string{"app": "guarded"}, false)
 	// No disruption controller runs in the sandbox, so the budget's status
 	// is never computed and the API server refuses (429) every eviction it
 	// covers: the pod cannot leave before the timeout.
