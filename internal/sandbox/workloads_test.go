@@ -3,9 +3,11 @@ package sandbox_test
 import (
 	"context"
 	"fmt"
+	"net/url"
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	appsv1 "k8s.io/api/apps/v1"
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -193,6 +195,41 @@ func TestSeededAttackLeftovers(t *testing.T) {
 	}
 	if refs["JWT_SECRET"] != "orchestrator-jwt-secret" || refs["DATABASE_PASSWORD"] != "orchestrator-db" {
 		t.Errorf("orchestrator env from secrets: %v", refs)
+	}
+}
+
+// TestOrchestratorDatabaseRole checks that the application's role is not
+// the superuser and that its password is the one in Secret orchestrator-db,
+// so that a rotation of one without the other shows.
+func TestOrchestratorDatabaseRole(t *testing.T) {
+	s := sandboxtest.Get(t)
+	ctx := t.Context()
+	cs, err := kubernetes.NewForConfig(s.RESTConfig)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sec, err := cs.CoreV1().Secrets(sandbox.DemoNamespace).Get(ctx, "orchestrator-db", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	u, err := url.Parse(s.DatabaseURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	u.User = url.UserPassword("orchestrator", string(sec.Data["password"]))
+	conn, err := pgx.Connect(ctx, u.String())
+	if err != nil {
+		t.Fatalf("connecting as orchestrator with the Secret's password: %v", err)
+	}
+	defer conn.Close(ctx)
+	var super bool
+	if err := conn.QueryRow(ctx, "SELECT rolsuper FROM pg_roles WHERE rolname = current_user").Scan(&super); err != nil || super {
+		t.Errorf("role orchestrator: superuser %t, %v; want an ordinary role", super, err)
+	}
+	u.User = url.UserPassword("orchestrator", "not-"+string(sec.Data["password"]))
+	if c, err := pgx.Connect(ctx, u.String()); err == nil {
+		c.Close(ctx)
+		t.Error("role orchestrator accepted a password other than the Secret's")
 	}
 }
 
