@@ -25,5 +25,10 @@ func Registry() *action.Registry {
 		kubeaction.Snapshot{},
 		kubeaction.DebugCopy{},
 		promaction.Query{},
+		kubeaction.SetImage{},
+		kubeaction.RolloutRestart{},
+		kubeaction.Scale{},
+		kubeaction.Delete{},
+		kubeaction.Find{},
 	)
 }
