@@ -223,3 +223,66 @@ func TestScaleChangesReadyReplicasAndUndoRestores(t *testing.T) {
 		t.Error("a DaemonSet has no replica count: want an error")
 	}
 }
+
+// StatefulSets and DaemonSets have rollouts of their own: a restart of
+// each waits until every pod is replaced and Ready.
+func TestRolloutRestartOfStatefulSetAndDaemonSet(t *testing.T) {
+	f := newFixture(t)
+	ctx := t.Context()
+	grace := int64(0)
+	template := func(app string) corev1.PodTemplateSpec {
+		return corev1.PodTemplateSpec{
+			ObjectMeta: metav1.ObjectMeta{Labels: map[string]string{"app": app}},
+			Spec:       corev1.PodSpec{TerminationGracePeriodSeconds: &grace, Containers: []corev1.Container{{Name: "app", Image: "example.com/" + app + ":1"}}},
+		}
+	}
+	replicas := int32(2)
+	if _, err := f.cs.AppsV1().StatefulSets(f.ns).Create(ctx, &appsv1.StatefulSet{
+		ObjectMeta: metav1.ObjectMeta{Name: "db"},
+		Spec: appsv1.StatefulSetSpec{Replicas: &replicas, Selector: &metav1.LabelSelector{MatchLabels: map[string]string{"app": "db"}},
+			Template: template("db"), PodManagementPolicy: appsv1.ParallelPodManagement},
+	}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.cs.AppsV1().DaemonSets(f.ns).Create(ctx, &appsv1.DaemonSet{
+		ObjectMeta: metav1.ObjectMeta{Name: "agent"},
+		Spec:       appsv1.DaemonSetSpec{Selector: &metav1.LabelSelector{MatchLabels: map[string]string{"app": "agent"}}, Template: template("agent")},
+	}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	nodes, err := f.cs.CoreV1().Nodes().List(ctx, metav1.ListOptions{LabelSelector: "kwok.x-k8s.io/node=fake"})
+	if err != nil || len(nodes.Items) == 0 {
+		t.Fatalf("kwok nodes: %v", err)
+	}
+	before := map[string]map[string]bool{
+		"db":    f.readyPods("db", 2, "example.com/db:1"),
+		"agent": f.readyPods("agent", len(nodes.Items), "example.com/agent:1"),
+	}
+	uids := func(app string) map[string]bool {
+		list, _ := f.cs.CoreV1().Pods(f.ns).List(ctx, metav1.ListOptions{LabelSelector: "app=" + app})
+		out := map[string]bool{}
+		for _, p := range list.Items {
+			out[string(p.UID)] = true
+		}
+		return out
+	}
+	beforeUIDs := map[string]map[string]bool{"db": uids("db"), "agent": uids("agent")}
+	for _, p := range []runbook.Params{{"namespace": f.ns, "statefulset": "db"}, {"namespace": f.ns, "daemonset": "agent"}} {
+		_, res := f.run(RolloutRestart{}, action.DryRunNone, p)
+		if len(res.Failed) > 0 {
+			t.Fatalf("%v: %+v", p, res)
+		}
+	}
+	// StatefulSet pods keep their names: compare UIDs.
+	if after := f.readyPods("db", 2, "example.com/db:1"); len(after) != len(before["db"]) {
+		t.Errorf("db pods: %v", after)
+	}
+	f.readyPods("agent", len(nodes.Items), "example.com/agent:1")
+	for app, old := range beforeUIDs {
+		for uid := range uids(app) {
+			if old[uid] {
+				t.Errorf("%s: pod %s was not replaced", app, uid)
+			}
+		}
+	}
+}
