@@ -42,14 +42,28 @@ func matchObject(o map[string]any, a findArgs) []string {
 			}
 		}
 	}
-	walkPodSpecs(o, func(images []string, serviceAccount string) {
-		for _, img := range images {
-			text("image", img)
-			if r := a.matchRegistry(img); r != "" {
-				add(r)
+	// A Deployment's old ReplicaSets keep the templates it rolled away
+	// from: still a match (a rollback would run them again), but said so.
+	old := ""
+	if kind, _ := o["kind"].(string); kind == "ReplicaSet" {
+		if spec, ok := o["spec"].(map[string]any); ok {
+			if n, ok := spec["replicas"].(int64); ok && n == 0 {
+				old = " (in an old revision with 0 replicas: a rollback would run it again)"
 			}
 		}
-		text("service account", serviceAccount)
+	}
+	walkPodSpecs(o, func(images []string, serviceAccount string) {
+		for _, img := range images {
+			if img != "" && a.matchText(img) {
+				add("image " + img + old)
+			}
+			if r := a.matchRegistry(img); r != "" {
+				add(r + old)
+			}
+		}
+		if serviceAccount != "" && a.matchText(serviceAccount) {
+			add("service account " + serviceAccount + old)
+		}
 	})
 	if subjects, ok := o["subjects"].([]any); ok {
 		for _, s := range subjects {
