@@ -146,10 +146,11 @@ func fromRegistry(full, prefix string) bool {
 }
 
 // normalizePrefix completes a prefix without a registry host the way an
-// image is completed (library/x is docker.io/library/x); a bare host is kept.
+// image is completed (library and library/x are Docker Hub's); a
+// registry host (with a dot or a port, or localhost) is kept.
 func normalizePrefix(p string) string {
-	first, _, ok := strings.Cut(p, "/")
-	if !ok || strings.ContainsAny(first, ".:") || first == "localhost" {
+	first, _, _ := strings.Cut(p, "/")
+	if strings.ContainsAny(first, ".:") || first == "localhost" {
 		return p
 	}
 	return "docker.io/" + p
