@@ -82,6 +82,21 @@ var undoPermissions = map[string][]kube.Permission{
 		{Verb: "bind", Group: rbacv1.GroupName, Resource: "clusterroles"},
 		{Verb: "bind", Group: rbacv1.GroupName, Resource: "roles"},
 	},
+	// Reads the workload, patches the previous images back and waits for
+	// the rollout (listing the pods of a stuck one).
+	"k8s.set-image": {
+		{Verb: "get", Group: "apps", Resource: "deployments"}, {Verb: "patch", Group: "apps", Resource: "deployments"},
+		{Verb: "get", Group: "apps", Resource: "statefulsets"}, {Verb: "patch", Group: "apps", Resource: "statefulsets"},
+		{Verb: "get", Group: "apps", Resource: "daemonsets"}, {Verb: "patch", Group: "apps", Resource: "daemonsets"},
+		{Verb: "list", Resource: "pods"},
+	},
+	// Reads and writes the scale subresource back, waits for the rollout.
+	"k8s.scale": {
+		{Verb: "get", Group: "apps", Resource: "deployments", Subresource: "scale"}, {Verb: "update", Group: "apps", Resource: "deployments", Subresource: "scale"},
+		{Verb: "get", Group: "apps", Resource: "statefulsets", Subresource: "scale"}, {Verb: "update", Group: "apps", Resource: "statefulsets", Subresource: "scale"},
+		{Verb: "get", Group: "apps", Resource: "deployments"}, {Verb: "get", Group: "apps", Resource: "statefulsets"},
+		{Verb: "list", Resource: "pods"},
+	},
 }
 
 // irctlPermissions are what irctl itself needs, whatever the runbook: they

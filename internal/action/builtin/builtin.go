@@ -31,5 +31,10 @@ func Registry() *action.Registry {
 		credaction.RotatePassword{},
 		kubeaction.RevokeIdentity{},
 		kubeaction.Job{},
+		kubeaction.SetImage{},
+		kubeaction.RolloutRestart{},
+		kubeaction.Scale{},
+		kubeaction.Delete{},
+		kubeaction.Find{},
 	)
 }

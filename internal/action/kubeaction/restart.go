@@ -1,0 +1,105 @@
+package kubeaction
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"time"
+
+	"irctl.dev/irctl/internal/action"
+	"irctl.dev/irctl/internal/kube"
+	"irctl.dev/irctl/internal/runbook"
+)
+
+// RestartedAtAnnotation is the pod template annotation `kubectl rollout
+// restart` sets; changing it makes the controller replace every pod.
+const RestartedAtAnnotation = "kubectl.kubernetes.io/restartedAt"
+
+// RolloutRestart replaces a workload's pods, like `kubectl rollout
+// restart`, and waits for the rollout: how pods pick up a rotated Secret
+// they read at start.
+type RolloutRestart struct{}
+
+type restartArgs struct {
+	ref     workloadRef
+	timeout time.Duration
+}
+
+func restartParams(p runbook.Params) (restartArgs, error) {
+	ref, err := workloadOf(p, allWorkloadKinds...)
+	return restartArgs{ref: ref, timeout: rolloutTimeout(p)}, err
+}
+
+func (RolloutRestart) Spec() runbook.Spec {
+	return runbook.Spec{
+		Name: "k8s.rollout-restart",
+		Description: "Restart a Deployment, StatefulSet or DaemonSet (like kubectl rollout restart: the pod template's " +
+			RestartedAtAnnotation + " annotation) and wait until every replica is replaced and Ready. Cannot be undone.",
+		Destructive: true,
+		Uses:        []string{runbook.UsesKubernetes},
+		Params:      append(workloadParams(allWorkloadKinds...), timeoutParam),
+		Validate:    func(p runbook.Params) error { _, err := restartParams(p); return err },
+	}
+}
+
+func (RolloutRestart) Permissions(p runbook.Params) []kube.Permission {
+	return workloadPermissions(p, allWorkloadKinds, "", "patch")
+}
+
+func (RolloutRestart) Plan(ctx context.Context, env *action.Env, p runbook.Params) (*action.Plan, error) {
+	a, err := restartParams(p)
+	if err != nil {
+		return nil, err
+	}
+	c, err := env.Kube()
+	if err != nil {
+		return nil, err
+	}
+	w, err := getWorkload(ctx, c, a.ref)
+	if err != nil {
+		return nil, err
+	}
+	plan := &action.Plan{
+		Summary: fmt.Sprintf("restart %s (replace its pods) and wait up to %s for the rollout", a.ref, a.timeout),
+		Targets: []string{a.ref.String()},
+		Count:   1,
+	}
+	if at := w.template.Annotations[RestartedAtAnnotation]; at != "" {
+		plan.Targets[0] += " (last restarted " + at + ")"
+	}
+	return plan, nil
+}
+
+func (RolloutRestart) Apply(ctx context.Context, env *action.Env, p runbook.Params, _ *action.Plan) (*action.Result, error) {
+	a, err := restartParams(p)
+	if err != nil {
+		return nil, err
+	}
+	c, err := env.Kube()
+	if err != nil {
+		return nil, err
+	}
+	now := time.Now
+	if env.Now != nil {
+		now = env.Now
+	}
+	at := now().UTC().Format(time.RFC3339)
+	patch, _ := json.Marshal(map[string]any{"spec": map[string]any{"template": map[string]any{
+		"metadata": map[string]any{"annotations": map[string]string{RestartedAtAnnotation: at}},
+	}}})
+	dry := env.DryRun == action.DryRunServer
+	if _, err := patchWorkload(ctx, c, a.ref, patch, dry); err != nil {
+		return nil, fmt.Errorf("restart %s: %s", a.ref, kube.Short(err))
+	}
+	if dry {
+		return &action.Result{Summary: fmt.Sprintf("server dry run: the API server accepted the restart of %s; nothing was changed", a.ref), Changed: 1}, nil
+	}
+	res := &action.Result{Changed: 1, Irreversible: "a restart cannot be undone; pods were replaced"}
+	if err := waitRollout(ctx, env, c, a.ref, a.timeout); err != nil {
+		res.Summary = fmt.Sprintf("restarted %s at %s, but the rollout did not complete", a.ref, at)
+		res.Failed = []action.Failure{{Target: a.ref.String(), Error: err.Error()}}
+		return res, ctx.Err()
+	}
+	res.Summary = fmt.Sprintf("restarted %s at %s; rollout complete", a.ref, at)
+	return res, nil
+}
