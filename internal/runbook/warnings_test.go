@@ -33,7 +33,7 @@ func warningsOf(t *testing.T, yaml string) []string {
 const warnHeader = "apiVersion: irctl/v1\nkind: Runbook\nname: w\nphases:\n"
 
 func TestWarnsWhenDrainComesBeforeEvidence(t *testing.T) {
-	// Seed 003's order: drain first, capture the evidence afterwards.
+	// the cluster-compromise runbook's order: drain first, capture the evidence afterwards.
 	got := warningsOf(t, warnHeader+`
   contain:
     - name: drain

@@ -23,7 +23,7 @@ import (
 )
 
 // DebugCopy creates a copy of affected pods to analyse, leaving the
-// originals untouched (seed 000: `kubectl debug --copy-to`): the same spec
+// originals untouched (the LLM-orchestrator runbook: `kubectl debug --copy-to`): the same spec
 // under the name <pod>-forensic-<incident>, with every label removed but
 // irctl.dev/forensic-copy-of, so that no Service, controller or label-
 // selected policy picks it up, and no node assigned, so the scheduler

@@ -26,7 +26,7 @@ import (
 
 // Dump saves the cluster state an investigation needs as YAML evidence,
 // one file per kind, each listing the UID and resourceVersion of every
-// object it holds: seed 003's "collect evidence" and "analyze attack
+// object it holds: the cluster-compromise runbook's "collect evidence" and "analyze attack
 // vector" commands (describe pods, images, persistence, RBAC changes,
 // recent deployments, service accounts in use).
 type Dump struct{}
@@ -502,7 +502,7 @@ var rbacKinds = map[string]bool{"Role": true, "RoleBinding": true, "ClusterRole"
 var rbacWords = regexp.MustCompile(`(?i)rbac|role|binding`)
 
 // RBACEvents keeps the events about RBAC objects, or whose reason or
-// message mentions rbac, role or binding (seed 003: `get events -A | grep
+// message mentions rbac, role or binding (the cluster-compromise runbook: `get events -A | grep
 // -E "rbac|role|binding"`).
 func RBACEvents(events []corev1.Event) []corev1.Event {
 	var out []corev1.Event

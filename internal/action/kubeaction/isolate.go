@@ -27,7 +27,7 @@ import (
 	"irctl.dev/irctl/internal/runbook"
 )
 
-// Defaults of k8s.isolate: seed 000's quarantine-policy.
+// Defaults of k8s.isolate: the LLM-orchestrator runbook's quarantine-policy.
 const defaultPolicyName = "quarantine-policy"
 
 var (

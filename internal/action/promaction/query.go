@@ -1,5 +1,5 @@
 // Package promaction holds the Prometheus actions: instant queries over
-// the Prometheus HTTP API (seed 003: `promtool query instant ...` on the
+// the Prometheus HTTP API (the cluster-compromise runbook: `promtool query instant ...` on the
 // monitoring pod), whose raw response is kept as evidence.
 package promaction
 
