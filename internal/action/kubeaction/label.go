@@ -277,6 +277,16 @@ func patchPods(ctx context.Context, c *kube.Clients, ns string, changes []labelC
 			}
 			return hasLabels(pod.Labels, want), nil
 		})
+		if err != nil && ctx.Err() != nil && !dry {
+			// Interrupted mid-write: the patch may have reached the server.
+			// Read it back (briefly, past the cancellation) so that a pod
+			// that was changed is in the undo record, not in the failures.
+			vctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 3*time.Second)
+			if pod, gerr := pods.Get(vctx, ch.Name, metav1.GetOptions{}); gerr == nil && pod.UID == ch.UID && hasLabels(pod.Labels, want) {
+				err = nil
+			}
+			cancel()
+		}
 		prog.Add(1)
 		mu.Lock()
 		defer mu.Unlock()
