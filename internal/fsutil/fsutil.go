@@ -15,7 +15,7 @@ import (
 // appeared meanwhile, unlike a rename, so the file is written once.
 func WriteFileOnce(path string, data []byte) error {
 	if _, err := os.Lstat(path); err == nil {
-		return fmt.Errorf("%s already exists; refusing to overwrite", path)
+		return fmt.Errorf("%s: refusing to overwrite: %w", path, fs.ErrExist)
 	}
 	return write(filepath.Dir(path), path, data, os.Link)
 }

@@ -11,6 +11,8 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+
+	"irctl.dev/irctl/internal/fsutil"
 )
 
 // KeyFile is the name of an incident's fingerprint key, in its directory.
@@ -46,39 +48,13 @@ func LoadKey(dir string) ([]byte, error) {
 		}
 		key := make([]byte, 32)
 		_, _ = rand.Read(key)
-		if err := writeExcl(path, key); err != nil && !errors.Is(err, fs.ErrExist) {
+		if err := fsutil.WriteFileOnce(path, key); err != nil && !errors.Is(err, fs.ErrExist) {
 			return nil, fmt.Errorf("fingerprint key: %w", err)
 		} else if err == nil {
 			return key, nil
 		}
 	}
 	return nil, fmt.Errorf("fingerprint key %s: created and removed meanwhile", path)
-}
-
-// writeExcl writes a new file via a temporary file and a hard link, so the
-// key appears whole or not at all.
-func writeExcl(path string, data []byte) error {
-	tmp, err := os.CreateTemp(filepath.Dir(path), ".fingerprint-*")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(tmp.Name())
-	if err := tmp.Chmod(0o600); err != nil {
-		tmp.Close()
-		return err
-	}
-	if _, err := tmp.Write(data); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Sync(); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Close(); err != nil {
-		return err
-	}
-	return os.Link(tmp.Name(), path)
 }
 
 var (

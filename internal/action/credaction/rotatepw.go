@@ -21,6 +21,7 @@ import (
 	"k8s.io/client-go/util/retry"
 
 	"irctl.dev/irctl/internal/action"
+	"irctl.dev/irctl/internal/action/kubeaction"
 	"irctl.dev/irctl/internal/db"
 	"irctl.dev/irctl/internal/kube"
 	"irctl.dev/irctl/internal/runbook"
@@ -257,7 +258,7 @@ func (a RotatePassword) Apply(ctx context.Context, env *action.Env, p runbook.Pa
 	}
 	res := &action.Result{Changed: 2, Irreversible: irr}
 	for _, name := range r.deployments {
-		if err := restartDeployment(ctx, c.Core, r.ns, name, now, dry); err != nil {
+		if err := kubeaction.RestartDeployment(ctx, c, r.ns, name, now, dry); err != nil {
 			res.Failed = append(res.Failed, action.Failure{Target: "deployment/" + r.ns + "/" + name, Error: "restart: " + kube.Short(err)})
 			continue
 		}
@@ -268,7 +269,7 @@ func (a RotatePassword) Apply(ctx context.Context, env *action.Env, p runbook.Pa
 		return res, nil
 	}
 	for _, name := range r.deployments {
-		if err := waitRollout(ctx, c.Core, r.ns, name, r.timeout); err != nil {
+		if err := kubeaction.WaitDeploymentRollout(ctx, env, c, r.ns, name, r.timeout); err != nil {
 			res.Failed = append(res.Failed, action.Failure{Target: "deployment/" + r.ns + "/" + name, Error: err.Error()})
 		}
 	}

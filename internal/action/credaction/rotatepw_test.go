@@ -21,6 +21,7 @@ import (
 	"k8s.io/utils/ptr"
 
 	"irctl.dev/irctl/internal/action"
+	"irctl.dev/irctl/internal/action/kubeaction"
 	"irctl.dev/irctl/internal/kube"
 	"irctl.dev/irctl/internal/runbook"
 	"irctl.dev/irctl/internal/sandbox/sandboxtest"
@@ -115,7 +116,7 @@ func newPWFixture(t *testing.T) (*pwFixture, string) {
 	}, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	if err := waitRollout(ctx, cs, f.ns, "consumer", 2*time.Minute); err != nil {
+	if err := kubeaction.WaitDeploymentRollout(ctx, f.env(action.DryRunNone), clients, f.ns, "consumer", 2*time.Minute); err != nil {
 		t.Fatalf("the consumer never rolled out: %v", err)
 	}
 	return f, old
@@ -240,11 +241,11 @@ func TestRotatePasswordOnlySendsTheVerifier(t *testing.T) {
 	}
 	// The consumer restarted and rolled out: every pod is of the new template.
 	d := getDeploy()
-	if d.Spec.Template.Annotations[restartedAtAnnotation] == "" {
+	if d.Spec.Template.Annotations[kubeaction.RestartedAtAnnotation] == "" {
 		t.Error("the consumer's pod template was not annotated")
 	}
-	if done, why := rolledOut(d); !done {
-		t.Errorf("the consumer is not rolled out: %s", why)
+	if d.Status.ObservedGeneration < d.Generation || d.Status.UpdatedReplicas != *d.Spec.Replicas || d.Status.ReadyReplicas != *d.Spec.Replicas {
+		t.Errorf("the consumer is not rolled out: %+v", d.Status)
 	}
 	var dbPW string
 	if err := f.pool.QueryRow(ctx, "SELECT rolpassword FROM pg_authid WHERE rolname = $1", f.role).Scan(&dbPW); err != nil || !strings.HasPrefix(dbPW, "SCRAM-SHA-256$4096:") {

@@ -84,11 +84,8 @@ func (RolloutRestart) Apply(ctx context.Context, env *action.Env, p runbook.Para
 		now = env.Now
 	}
 	at := now().UTC().Format(time.RFC3339)
-	patch, _ := json.Marshal(map[string]any{"spec": map[string]any{"template": map[string]any{
-		"metadata": map[string]any{"annotations": map[string]string{RestartedAtAnnotation: at}},
-	}}})
 	dry := env.DryRun == action.DryRunServer
-	if _, err := patchWorkload(ctx, c, a.ref, patch, dry); err != nil {
+	if err := restart(ctx, c, a.ref, at, dry); err != nil {
 		return nil, fmt.Errorf("restart %s: %s", a.ref, kube.Short(err))
 	}
 	if dry {
@@ -102,4 +99,27 @@ func (RolloutRestart) Apply(ctx context.Context, env *action.Env, p runbook.Para
 	}
 	res.Summary = fmt.Sprintf("restarted %s at %s; rollout complete", a.ref, at)
 	return res, nil
+}
+
+// restart does what kubectl rollout restart does: a new restartedAt
+// annotation in the pod template rolls out new pods.
+func restart(ctx context.Context, c *kube.Clients, ref workloadRef, at string, dry bool) error {
+	patch, _ := json.Marshal(map[string]any{"spec": map[string]any{"template": map[string]any{
+		"metadata": map[string]any{"annotations": map[string]string{RestartedAtAnnotation: at}},
+	}}})
+	_, err := patchWorkload(ctx, c, ref, patch, dry)
+	return err
+}
+
+// RestartDeployment restarts a Deployment like kubectl rollout restart,
+// for actions whose change only takes effect in new pods (a rotated
+// Secret read as env vars).
+func RestartDeployment(ctx context.Context, c *kube.Clients, ns, name string, at time.Time, dry bool) error {
+	return restart(ctx, c, workloadRef{Kind: "deployment", Namespace: ns, Name: name}, at.UTC().Format(time.RFC3339), dry)
+}
+
+// WaitDeploymentRollout waits for a Deployment's rollout as the workload
+// actions do, failing with what is stuck when timeout passes.
+func WaitDeploymentRollout(ctx context.Context, env *action.Env, c *kube.Clients, ns, name string, timeout time.Duration) error {
+	return waitRollout(ctx, env, c, workloadRef{Kind: "deployment", Namespace: ns, Name: name}, timeout)
 }
