@@ -126,12 +126,14 @@ func waitRollout(ctx context.Context, env *action.Env, c *kube.Clients, ref work
 	last := ""
 	var w *workload
 	for {
-		var err error
-		w, err = getWorkload(wctx, c, ref)
+		// A read cut off by the deadline keeps the last workload read,
+		// so the failure can still name its stuck pods.
+		got, err := getWorkload(wctx, c, ref)
 		if err != nil && wctx.Err() == nil {
 			return err
 		}
 		if err == nil {
+			w = got
 			done, waiting, err := rolloutStatus(w)
 			if err != nil {
 				return fmt.Errorf("rollout of %s: %w; %s", ref, err, stuckPods(ctx, c, w))
