@@ -20,6 +20,7 @@ import (
 	"irctl.dev/irctl/internal/action"
 	"irctl.dev/irctl/internal/action/builtin"
 	"irctl.dev/irctl/internal/db"
+	"irctl.dev/irctl/internal/engine"
 	"irctl.dev/irctl/internal/exitcode"
 	"irctl.dev/irctl/internal/incident"
 	"irctl.dev/irctl/internal/kube"
@@ -227,7 +228,7 @@ func (f *factory) loadRunbook(name string) (*runbook.Runbook, error) {
 		}
 		set[k] = v
 	}
-	rb, err := runbook.Load(file, data, runbook.Options{Catalog: f.registry, Set: set, Incident: f.incidentID})
+	rb, err := runbook.Load(file, data, runbook.Options{Catalog: f.registry, Set: set, Incident: f.incidentID, Results: f.results()})
 	if err != nil {
 		return rb, exitcode.Wrap(exitcode.Usage, err)
 	}
@@ -320,3 +321,16 @@ func (r redactingPrompter) Confirm(ctx context.Context, title, detail string) (b
 }
 
 func (r redactingPrompter) CanConfirm() bool { return r.p.CanConfirm() }
+
+// results reads earlier steps' recorded results in the incident's journal
+// for params with from:; none without an incident.
+func (f *factory) results() runbook.Results {
+	if f.incidentID == "" {
+		return nil
+	}
+	inc, err := incident.Open(f.stateDir, f.incidentID)
+	if err != nil {
+		return nil
+	}
+	return engine.JournalResults{Dir: inc.Dir()}
+}

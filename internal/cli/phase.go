@@ -136,6 +136,7 @@ func (f *factory) runEngine(ctx context.Context, rb *runbook.Runbook, o engine.R
 	if err != nil {
 		return err
 	}
+	eng.Reload = func() (*runbook.Runbook, error) { return f.loadRunbook(o.RunbookRef) }
 	ctx, done := f.withLock(ctx, eng)
 	defer done()
 	reports, runErr := eng.Run(ctx, o)

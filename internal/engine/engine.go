@@ -67,6 +67,11 @@ type Engine struct {
 	// Bars, when set, gives each applying step a progress line (on a
 	// terminal's stderr; the CLI leaves it nil otherwise).
 	Bars func(label string) *progress.Bar
+	// Reload loads the runbook again, reading the journal for params with
+	// from: (runbook.Results); Run calls it before each phase of a
+	// runbook that has such params, so a phase sees what earlier ones
+	// recorded. Nil keeps the runbook as loaded.
+	Reload func() (*runbook.Runbook, error)
 
 	appended int // records this process appended (the test kill hook counts them)
 }
@@ -89,26 +94,88 @@ type Report struct {
 	Runbook  string       `json:"runbook"`
 	Phase    string       `json:"phase"`
 	DryRun   string       `json:"dry_run"`
-	Steps    []StepReport `json:"steps"`
+	// Inputs are the params this phase's steps took from earlier steps'
+	// recorded results.
+	Inputs map[string]*runbook.Origin `json:"inputs,omitempty"`
+	Steps  []StepReport               `json:"steps"`
 }
 
 // Steps returns the steps of phase, or a usage error when the runbook has
 // none, or when a step still needs params that were not --set.
 func (e *Engine) Steps(phase string) ([]runbook.Step, error) {
+	return e.steps(phase, nil)
+}
+
+// steps is Steps, letting a step wait for params that come from the
+// results of phases in later (which run before it in this run).
+func (e *Engine) steps(phase string, later map[string]bool) ([]runbook.Step, error) {
 	steps := e.Runbook.Phases[phase]
 	if len(steps) == 0 {
 		return nil, exitcode.New(exitcode.Usage, "runbook %s (%s) has no steps for phase %s, so nothing was done (see `irctl runbook show` and `irctl actions`)", e.Runbook.Name, e.Runbook.File, phase)
 	}
 	for _, s := range steps {
-		if len(s.Unresolved) > 0 {
-			sets := make([]string, len(s.Unresolved))
-			for i, u := range s.Unresolved {
-				sets[i] = "--set " + u + "=..."
+		var needs []string
+		for _, u := range s.Unresolved {
+			org := e.Runbook.Origins[u]
+			switch {
+			case org == nil:
+				needs = append(needs, "--set "+u+"=...")
+			case later[org.Ref.Phase] || e.waitsInClientDryRun(s):
+			default:
+				needs = append(needs, fmt.Sprintf("%s, which comes from %s (%s): run phase %s first, or --set %s=...", u, org.From, org.Pending, org.Ref.Phase, u))
 			}
-			return nil, exitcode.New(exitcode.Usage, "%s: step %s needs %s", s.Where(e.Runbook), s.Name, strings.Join(sets, " "))
+		}
+		if len(needs) > 0 {
+			return nil, exitcode.New(exitcode.Usage, "%s: step %s needs %s", s.Where(e.Runbook), s.Name, strings.Join(needs, "; "))
 		}
 	}
 	return steps, nil
+}
+
+// waitsInClientDryRun reports a step a client dry run shows without
+// planning: every param it lacks comes from an earlier step's result,
+// which a client dry run never records.
+func (e *Engine) waitsInClientDryRun(s runbook.Step) bool {
+	if e.Env.DryRun != action.DryRunClient || len(s.Unresolved) == 0 {
+		return false
+	}
+	for _, u := range s.Unresolved {
+		if e.Runbook.Origins[u] == nil {
+			return false
+		}
+	}
+	return true
+}
+
+// reload loads the runbook again before a phase when params come from
+// earlier steps' results, and says which this phase uses.
+func (e *Engine) reload(phase string, rep *Report) error {
+	if e.Reload == nil || !e.Runbook.HasRefs() {
+		return nil
+	}
+	rb, err := e.Reload()
+	if err != nil {
+		return err
+	}
+	if rb.Hash != e.Runbook.Hash {
+		return exitcode.New(exitcode.Precondition, "runbook %s changed during the run; nothing more was run", e.Runbook.File)
+	}
+	e.Runbook = rb
+	for _, name := range sortedKeys(rb.Origins) {
+		org := rb.Origins[name]
+		used := false
+		for _, s := range rb.Phases[phase] {
+			used = used || s.Uses(name)
+		}
+		if !used {
+			continue
+		}
+		if rep.Inputs == nil {
+			rep.Inputs = map[string]*runbook.Origin{}
+		}
+		rep.Inputs[name] = org
+	}
+	return nil
 }
 
 // Servers returns the servers (runbook.UsesKubernetes, UsesPostgres) the

@@ -3,11 +3,13 @@ package engine
 import (
 	"fmt"
 	"io"
+	"reflect"
 	"strings"
 	"text/tabwriter"
 	"unicode"
 
 	"irctl.dev/irctl/internal/action"
+	"irctl.dev/irctl/internal/runbook"
 )
 
 // Clean makes text from the systems under attack safe to print on a
@@ -100,4 +102,32 @@ func (e *Engine) printTable(t *action.Table) {
 	if total := max(t.Total, len(t.Rows)); total > maxTableRows {
 		e.printf("    ... %d more rows not shown\n", total-maxTableRows)
 	}
+}
+
+// printInputs says which params of a phase came from earlier steps'
+// recorded results, and from which.
+func (e *Engine) printInputs(in map[string]*runbook.Origin) {
+	for _, name := range sortedKeys(in) {
+		org := in[name]
+		if org.Pending != "" {
+			continue
+		}
+		e.printf("  %s = %s: %d value(s) from %s (%s)\n", name, Clean(shortList(e.Runbook.Values[name], 10)), org.Values, Clean(org.From), Clean(org.Source))
+	}
+}
+
+// shortList shows a list value with at most n items.
+func shortList(v any, n int) string {
+	rv := reflect.ValueOf(v)
+	if rv.Kind() != reflect.Slice {
+		return fmt.Sprint(v)
+	}
+	var parts []string
+	for i := 0; i < rv.Len() && i < n; i++ {
+		parts = append(parts, fmt.Sprint(rv.Index(i).Interface()))
+	}
+	if rv.Len() > n {
+		parts = append(parts, fmt.Sprintf("... %d more", rv.Len()-n))
+	}
+	return "[" + strings.Join(parts, " ") + "]"
 }

@@ -46,15 +46,18 @@ const redacted = "[redacted]"
 // the steps need, records what was asked (for resume), and runs each phase.
 func (e *Engine) Run(ctx context.Context, o RunOptions) ([]*Report, error) {
 	var pending []runbook.Step
+	before := map[string]bool{}
 	for _, ph := range o.Phases {
 		if o.SkipEmpty && len(e.Runbook.Phases[ph]) == 0 {
 			continue
 		}
 		// A phase without steps, or with a step that needs a --set, is
-		// bad input: refused before anything is written.
-		if _, err := e.Steps(ph); err != nil {
+		// bad input: refused before anything is written. A param from
+		// an earlier phase of this run is resolved when that phase ran.
+		if _, err := e.steps(ph, before); err != nil {
 			return nil, err
 		}
+		before[ph] = true
 		for _, s := range e.Runbook.Phases[ph] {
 			if _, done := o.Done[keyOf(s)]; !done {
 				pending = append(pending, s)
@@ -93,7 +96,9 @@ func (e *Engine) Run(ctx context.Context, o RunOptions) ([]*Report, error) {
 			continue
 		}
 		rep, err := e.runPhase(ctx, ph, o)
-		reports = append(reports, rep)
+		if rep != nil {
+			reports = append(reports, rep)
+		}
 		if err != nil {
 			runErr = err
 			if exitcode.Code(err) != exitcode.Partial {
@@ -123,14 +128,14 @@ func (e *Engine) refuseWithoutTerminal(steps []runbook.Step) error {
 	}
 	var names []string
 	for _, s := range steps {
-		if spec, ok := e.Registry.Spec(s.Action); ok && spec.Destructive {
+		if spec, ok := e.Registry.Spec(s.Action); ok && (spec.Destructive || spec.Manual) {
 			names = append(names, s.Phase+"/"+s.Name)
 		}
 	}
 	if len(names) == 0 {
 		return nil
 	}
-	return exitcode.New(exitcode.Declined, "destructive step(s) %s need confirmation and there is no terminal to confirm on: rerun with --yes to apply, or --dry-run=server to rehearse; nothing was run", strings.Join(names, ", "))
+	return exitcode.New(exitcode.Declined, "destructive or manual step(s) %s need confirmation and there is no terminal to confirm on: rerun with --yes to apply, or --dry-run=server to rehearse; nothing was run", strings.Join(names, ", "))
 }
 
 // redactSet copies --set values for the journal with secret params'
@@ -169,11 +174,15 @@ func (e *Engine) stopped(ctx context.Context, phase, stage string, err error) er
 
 func (e *Engine) runPhase(ctx context.Context, phase string, o RunOptions) (*Report, error) {
 	rep := &Report{Incident: e.Incident.ID, Runbook: e.Runbook.Name, Phase: phase, DryRun: string(e.Env.DryRun)}
+	if err := e.reload(phase, rep); err != nil {
+		return rep, err
+	}
 	steps, err := e.Steps(phase)
 	if err != nil {
 		return rep, err
 	}
 	e.printf("%s · runbook %s · incident %s%s\n", phase, Clean(e.Runbook.Name), e.Incident.ID, e.mode())
+	e.printInputs(rep.Inputs)
 	var todo []runbook.Step
 	for _, s := range steps {
 		if _, done := o.Done[keyOf(s)]; !done {
@@ -189,6 +198,11 @@ func (e *Engine) runPhase(ctx context.Context, phase string, o RunOptions) (*Rep
 		if seq, done := o.Done[keyOf(s)]; done {
 			e.printf("  done before (journal record %d); not repeated\n", seq)
 			rep.Steps = append(rep.Steps, StepReport{Phase: s.Phase, Step: s.Name, Action: s.Action, Where: s.Where(e.Runbook), Status: "done-before"})
+			continue
+		}
+		if e.waitsInClientDryRun(s) {
+			e.printf("  waits for %s, from earlier steps' results (a client dry run records none); not planned\n", strings.Join(s.Unresolved, ", "))
+			rep.Steps = append(rep.Steps, StepReport{Phase: s.Phase, Step: s.Name, Action: s.Action, Where: s.Where(e.Runbook), Status: "planned"})
 			continue
 		}
 		if o.Replan[keyOf(s)] {
@@ -303,6 +317,9 @@ func (e *Engine) runStep(ctx context.Context, s runbook.Step) (StepReport, error
 		sr.Status = "planned"
 		planRec.Kind = incident.KindPlanned
 		return sr, e.record(planRec, s, a)
+	}
+	if spec.Manual {
+		return e.runManual(ctx, s, a, plan, planRec, sr)
 	}
 	if spec.Destructive && e.Env.DryRun == action.DryRunNone && !e.Yes {
 		if ok, err := e.confirmStep(ctx, s, plan, &sr); !ok {

@@ -28,6 +28,9 @@ type Runbook struct {
 	// Secrets holds the values of params marked secret, so that output and
 	// the journal can redact them wherever they were templated in.
 	Secrets []string `json:"-"`
+	// Origins says, for each param with from:, where its value came from
+	// or why it has none yet.
+	Origins map[string]*Origin
 }
 
 // Param is a runbook parameter.
@@ -39,6 +42,7 @@ type Param struct {
 	Description string
 	Secret      bool
 	Line        int
+	From        *Ref // the value comes from an earlier step's result
 }
 
 // Step is one step of a phase, ready to execute.
@@ -57,6 +61,8 @@ type Step struct {
 	// Unresolved names params whose templates referenced runbook params
 	// without a value; such a step cannot run until they are --set.
 	Unresolved []string
+
+	uses map[string]bool // runbook params its templates reference
 }
 
 // Where returns "file:line" for messages.
@@ -91,6 +97,9 @@ type Options struct {
 	Catalog  Catalog
 	Set      map[string]string // --set key=value
 	Incident string            // available to templates as {{ .incident }}
+	// Results reads earlier steps' recorded results for params with
+	// from:; nil leaves those params without a value.
+	Results Results
 }
 
 // Reserved template names that are not runbook params.
@@ -107,11 +116,12 @@ type doc struct {
 }
 
 type paramDoc struct {
-	Type        Type   `yaml:"type"`
-	Default     any    `yaml:"default"`
-	Required    bool   `yaml:"required"`
-	Description string `yaml:"description"`
-	Secret      bool   `yaml:"secret"`
+	Type        Type    `yaml:"type"`
+	Default     any     `yaml:"default"`
+	Required    bool    `yaml:"required"`
+	Description string  `yaml:"description"`
+	Secret      bool    `yaml:"secret"`
+	From        *refDoc `yaml:"from"`
 }
 
 type stepDoc struct {
@@ -132,7 +142,7 @@ var unknownField = regexp.MustCompile(`field (\S+) not found in type \S+`)
 // such a step.
 func Load(file string, data []byte, o Options) (*Runbook, error) {
 	sum := sha256.Sum256(data)
-	rb := &Runbook{File: file, Hash: hex.EncodeToString(sum[:]), Values: map[string]any{}, Phases: map[string][]Step{}}
+	rb := &Runbook{File: file, Hash: hex.EncodeToString(sum[:]), Values: map[string]any{}, Phases: map[string][]Step{}, Origins: map[string]*Origin{}}
 	var ps Problems
 	add := func(line int, format string, args ...any) {
 		ps = append(ps, Problem{File: file, Line: line, Msg: fmt.Sprintf(format, args...)})
@@ -186,6 +196,22 @@ func Load(file string, data []byte, o Options) (*Runbook, error) {
 			add(line, "param %s: unknown type %q (want one of string, int, bool, duration, strings, ints, cidrs, ips)", name, p.Type)
 			continue
 		}
+		if pd.From != nil {
+			fromLine := valueLine(child(paramsNode, name), "from")
+			ref, err := parseRef(pd.From, fromLine)
+			switch {
+			case err != nil:
+				add(fromLine, "param %s: %v", name, err)
+				continue
+			case !listTypes[p.Type]:
+				add(fromLine, "param %s: from: needs a list type (strings, ints, cidrs, ips), not %s: a result column has many values", name, p.Type)
+				continue
+			case p.Default != nil:
+				add(fromLine, "param %s: a param with from: takes no default: until %s has a recorded result the steps using it wait for it (or a --set)", name, ref)
+				continue
+			}
+			p.From = ref
+		}
 		if p.Default != nil {
 			v, err := Convert(p.Type, p.Default)
 			if err != nil {
@@ -212,6 +238,17 @@ func Load(file string, data []byte, o Options) (*Runbook, error) {
 			continue
 		}
 		rb.Values[k] = v
+	}
+	for _, p := range rb.Params {
+		if _, set := o.Set[p.Name]; p.From == nil || set {
+			continue
+		}
+		v, ok, err := resolveRef(rb, p, o)
+		if err != nil {
+			add(p.From.Line, "%v", err)
+		} else if ok {
+			rb.Values[p.Name] = v
+		}
 	}
 	for _, p := range rb.Params {
 		if p.Secret {
@@ -272,6 +309,7 @@ func Load(file string, data []byte, o Options) (*Runbook, error) {
 				continue
 			}
 			withNode := child(stepNode, "with")
+			st.uses = paramRefs(sd.With)
 			st.Params = Params{spec: &spec, vals: map[string]any{}}
 			unresolved := map[string]bool{}
 			defs := map[string]ParamDef{}
@@ -328,6 +366,7 @@ func Load(file string, data []byte, o Options) (*Runbook, error) {
 			rb.Phases[phase] = append(rb.Phases[phase], st)
 		}
 	}
+	checkRefs(rb, add)
 	if len(ps) > 0 {
 		sort.SliceStable(ps, func(i, j int) bool { return ps[i].Line < ps[j].Line })
 		return rb, ps
