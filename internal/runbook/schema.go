@@ -69,6 +69,10 @@ type Spec struct {
 	Name        string
 	Description string
 	Destructive bool
+	// Manual steps are done by a person: the engine shows the plan (the
+	// instructions) and asks the operator to confirm they are done; with
+	// --yes nobody confirms and the step is recorded as skipped.
+	Manual bool
 	Params      []ParamDef
 	// Validate, when set, checks a step's converted params at load time
 	// (selectors, label syntax, exclusive params), so bad input fails

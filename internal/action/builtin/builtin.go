@@ -6,6 +6,7 @@ import (
 	"irctl.dev/irctl/internal/action/credaction"
 	"irctl.dev/irctl/internal/action/httpaction"
 	"irctl.dev/irctl/internal/action/kubeaction"
+	"irctl.dev/irctl/internal/action/manual"
 	"irctl.dev/irctl/internal/action/promaction"
 	"irctl.dev/irctl/internal/action/sqlaction"
 )
@@ -36,5 +37,6 @@ func Registry() *action.Registry {
 		kubeaction.Scale{},
 		kubeaction.Delete{},
 		kubeaction.Find{},
+		manual.Step{},
 	)
 }

@@ -54,7 +54,7 @@ func TestEveryParamReadIsDeclared(t *testing.T) {
 	declared := map[string]map[string]bool{} // package dir -> names
 	dirOf := map[string]string{"k8s": "kubeaction", "sql": "sqlaction", "prom": "promaction", "http": "httpaction"}
 	// Actions that live outside their prefix's package.
-	pkgOf := map[string]string{"sql.rotate-password": "credaction"}
+	pkgOf := map[string]string{"sql.rotate-password": "credaction", "manual": "manual"}
 	r := Registry()
 	for _, n := range r.Names() {
 		spec, _ := r.Spec(n)
