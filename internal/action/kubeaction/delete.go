@@ -32,6 +32,9 @@ type deleteArgs struct {
 	selector      string
 	namespace     string
 	allNamespaces bool
+	// none: names given as an empty list (a runbook param that names
+	// nothing by default), so there is nothing to delete.
+	none bool
 }
 
 func deleteParams(p runbook.Params) (deleteArgs, error) {
@@ -42,6 +45,10 @@ func deleteParams(p runbook.Params) (deleteArgs, error) {
 	}
 	if err := validateResources("kinds", a.kinds); err != nil {
 		return a, err
+	}
+	if p.Has("names") && len(a.names) == 0 && a.selector == "" {
+		a.none = true
+		return a, nil
 	}
 	if (len(a.names) > 0) == (a.selector != "") {
 		return a, fmt.Errorf("give exactly one of names or selector")
@@ -164,6 +171,9 @@ func (Delete) Plan(ctx context.Context, env *action.Env, p runbook.Params) (*act
 	a, err := deleteParams(p)
 	if err != nil {
 		return nil, err
+	}
+	if a.none {
+		return &action.Plan{Summary: fmt.Sprintf("delete %s: no objects named; skipped", strings.Join(a.kinds, ",")), Noop: true}, nil
 	}
 	c, err := env.Kube()
 	if err != nil {

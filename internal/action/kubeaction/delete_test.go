@@ -1,6 +1,7 @@
 package kubeaction
 
 import (
+	"context"
 	"os"
 	"path/filepath"
 	"strings"
@@ -227,5 +228,19 @@ func TestDeleteValidatesItsParams(t *testing.T) {
 		if err := v(Delete{}.Spec().MustBind(p)); err == nil {
 			t.Errorf("%v: want an error", p)
 		}
+	}
+}
+
+// A runbook param naming nothing by default (names: []) skips the step
+// rather than failing the runbook, like cordon's empty node list; it never
+// means "everything".
+func TestDeleteWithAnEmptyNameListIsANoop(t *testing.T) {
+	p := Delete{}.Spec().MustBind(map[string]any{"kinds": []string{"deployments"}, "names": []string{}})
+	if err := (Delete{}).Spec().Validate(p); err != nil {
+		t.Fatal(err)
+	}
+	plan, err := (Delete{}).Plan(context.Background(), &action.Env{}, p)
+	if err != nil || !plan.Noop || plan.Count != 0 {
+		t.Fatalf("plan %+v, err %v", plan, err)
 	}
 }
