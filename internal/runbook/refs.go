@@ -164,7 +164,8 @@ func paramRefs(v any) map[string]bool {
 				walk(e)
 			}
 		case map[string]any:
-			for _, e := range x {
+			for k, e := range x {
+				walk(k)
 				walk(e)
 			}
 		}

@@ -71,7 +71,22 @@ func render(v any, data map[string]any) (any, []string, error) {
 			if err != nil {
 				return nil, nil, err
 			}
-			out[k], missing = r, append(missing, m...)
+			missing = append(missing, m...)
+			// Keys are templated too ({"{{ .container }}": image}); a
+			// key must render to text.
+			rk, mk, err := render(k, data)
+			if err != nil {
+				return nil, nil, err
+			}
+			missing = append(missing, mk...)
+			key, ok := rk.(string)
+			if len(mk) == 0 && !ok {
+				return nil, nil, fmt.Errorf("key %q: a template used as a key must give text, not %T", k, rk)
+			}
+			if _, dup := out[key]; dup && key != k {
+				return nil, nil, fmt.Errorf("key %q renders to %q, which is already a key", k, key)
+			}
+			out[key] = r
 		}
 		return out, missing, nil
 	}
