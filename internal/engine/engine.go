@@ -90,10 +90,10 @@ type StepReport struct {
 
 // Report is what running one phase returns.
 type Report struct {
-	Incident string       `json:"incident"`
-	Runbook  string       `json:"runbook"`
-	Phase    string       `json:"phase"`
-	DryRun   string       `json:"dry_run"`
+	Incident string `json:"incident"`
+	Runbook  string `json:"runbook"`
+	Phase    string `json:"phase"`
+	DryRun   string `json:"dry_run"`
 	// Inputs are the params this phase's steps took from earlier steps'
 	// recorded results.
 	Inputs map[string]*runbook.Origin `json:"inputs,omitempty"`

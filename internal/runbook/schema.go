@@ -73,7 +73,7 @@ type Spec struct {
 	// instructions) and asks the operator to confirm they are done; with
 	// --yes nobody confirms and the step is recorded as skipped.
 	Manual bool
-	Params      []ParamDef
+	Params []ParamDef
 	// Validate, when set, checks a step's converted params at load time
 	// (selectors, label syntax, exclusive params), so bad input fails
 	// with file:line before anything runs.
