@@ -6,6 +6,7 @@ package manual
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
 
 	"irctl.dev/irctl/internal/action"
@@ -40,9 +41,9 @@ func (Step) Plan(_ context.Context, _ *action.Env, p runbook.Params) (*action.Pl
 			lines = append(lines, l)
 		}
 	}
-	summary := "by hand: " + lines[0]
+	summary := fmt.Sprintf("by hand: %d instruction(s)", len(lines))
 	if d := p.String("done_when"); d != "" {
-		summary += " (done when " + d + ")"
+		summary += "; done when " + d
 	}
 	return &action.Plan{Summary: summary, Targets: lines, Count: 1}, nil
 }
