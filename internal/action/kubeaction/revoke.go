@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"slices"
 	"sort"
+	"strings"
 
 	authenticationv1 "k8s.io/api/authentication/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -45,7 +46,7 @@ func (RevokeIdentity) Spec() runbook.Spec {
 		Uses:        []string{runbook.UsesKubernetes},
 		Params: []runbook.ParamDef{
 			{Name: "kind", Type: runbook.String, Required: true, Description: "User, Group or ServiceAccount"},
-			{Name: "name", Type: runbook.String, Required: true, Description: "the user, group or ServiceAccount name"},
+			{Name: "name", Type: runbook.String, Required: true, Description: "the user, group or ServiceAccount name; a User named system:serviceaccount:NS:NAME (as audit logs show it) is that ServiceAccount"},
 			{Name: "namespace", Type: runbook.String, Description: "the ServiceAccount's namespace (ServiceAccount only)"},
 		},
 		Validate: func(p runbook.Params) error { _, err := revokeParams(p); return err },
@@ -54,8 +55,17 @@ func (RevokeIdentity) Spec() runbook.Spec {
 
 type revokeTarget struct{ kind, name, ns string }
 
+const serviceAccountUserPrefix = "system:serviceaccount:"
+
 func revokeParams(p runbook.Params) (revokeTarget, error) {
 	r := revokeTarget{kind: p.String("kind"), name: p.String("name"), ns: p.String("namespace")}
+	// The API server authenticates a ServiceAccount as the user
+	// system:serviceaccount:NS:NAME; revoking that user is revoking it.
+	if rest, ok := strings.CutPrefix(r.name, serviceAccountUserPrefix); ok && r.kind == kindUser && r.ns == "" {
+		if ns, name, ok := strings.Cut(rest, ":"); ok {
+			r = revokeTarget{kind: kindSA, name: name, ns: ns}
+		}
+	}
 	switch r.kind {
 	case kindUser, kindGrp:
 		if r.ns != "" {
@@ -116,8 +126,8 @@ func (RevokeIdentity) Permissions(p runbook.Params) []kube.Permission {
 	}
 	// Anything but a user or group (Validate lets only ServiceAccount
 	// through) declares the ServiceAccount's permissions too.
-	if k := p.String("kind"); k != kindUser && k != kindGrp {
-		ns := p.String("namespace")
+	if r, _ := revokeParams(p); r.kind != kindUser && r.kind != kindGrp {
+		ns := r.ns
 		perms = append(perms,
 			kube.Permission{Verb: "get", Resource: "secrets", Namespace: ns},
 			kube.Permission{Verb: "delete", Resource: "secrets", Namespace: ns},

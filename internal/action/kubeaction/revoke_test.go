@@ -209,3 +209,20 @@ func TestRevokeValidatesParams(t *testing.T) {
 		}
 	}
 }
+
+// Audit logs name a ServiceAccount as the user system:serviceaccount:NS:NAME;
+// revoking that user revokes the ServiceAccount, tokens included.
+func TestRevokeUserNamedLikeAServiceAccountIsTheServiceAccount(t *testing.T) {
+	p := RevokeIdentity{}.Spec().MustBind(map[string]any{"kind": "User", "name": "system:serviceaccount:kube-system:kube-cleanup"})
+	r, err := revokeParams(p)
+	if err != nil || r != (revokeTarget{kind: kindSA, name: "kube-cleanup", ns: "kube-system"}) {
+		t.Fatalf("got %+v, %v", r, err)
+	}
+	var sawTokens bool
+	for _, perm := range (RevokeIdentity{}).Permissions(p) {
+		sawTokens = sawTokens || (perm.Resource == "serviceaccounts" && perm.Subresource == "token" && perm.Namespace == "kube-system")
+	}
+	if !sawTokens {
+		t.Fatal("the ServiceAccount's token permissions are not declared")
+	}
+}
