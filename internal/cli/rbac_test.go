@@ -269,6 +269,9 @@ func loadWithPlaceholders(t *testing.T, reg *action.Registry, file string) *runb
 func setPlaceholder(t *testing.T, p runbook.Param) string {
 	switch p.Type {
 	case runbook.String, runbook.Strings:
+		if strings.HasSuffix(p.Name, "url") {
+			return "http://placeholder.invalid/"
+		}
 		return "placeholder"
 	case runbook.Int, runbook.Ints:
 		return "1"

@@ -13,6 +13,9 @@ var wholeRef = regexp.MustCompile(`^\{\{-?\s*\.([A-Za-z_][A-Za-z0-9_]*)\s*-?\}\}
 var anyRef = regexp.MustCompile(`\{\{[^}]*\.([A-Za-z_][A-Za-z0-9_]*)`)
 
 var funcs = template.FuncMap{
+	// lower makes {{ .incident }} usable in object names (SEC-... is not
+	// a DNS label).
+	"lower": strings.ToLower,
 	"join": func(sep string, v any) string {
 		switch x := v.(type) {
 		case []string:
