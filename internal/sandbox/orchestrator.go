@@ -47,6 +47,13 @@ const (
 	envDBPassword          = "DATABASE_PASSWORD"
 )
 
+// The seeded attacker's credentials (testdata/sandbox/seed.sql): the API
+// key it minted for Laura, user 13, whose account it took over.
+const (
+	AttackerAPIKey       = "attacker-key-1"
+	AttackerUserID int64 = 13
+)
+
 // orchestratorPoll is how often the stand-in looks at the Deployment.
 const orchestratorPoll = 200 * time.Millisecond
 
@@ -412,6 +419,11 @@ func (s *Sandbox) startServices(ctx context.Context, o Options, logf func(string
 		return err
 	}
 	s.OrchestratorURL = s.orchAPI.URL
+	key, _ := s.orchAPI.state()
+	if s.AttackerJWT, err = SignOrchestratorJWT(key, AttackerUserID, 24*time.Hour); err != nil {
+		return err
+	}
+	s.AttackerAPIKey = AttackerAPIKey
 	logf("orchestrator API stand-in at %s", s.OrchestratorURL)
 	return nil
 }

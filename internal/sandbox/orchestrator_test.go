@@ -102,6 +102,9 @@ func TestOrchestratorAPIKeysAndUsers(t *testing.T) {
 	if !strings.Contains(string(env), "export ORCHESTRATOR_URL='"+s.OrchestratorURL+"'\n") {
 		t.Errorf("env does not export ORCHESTRATOR_URL=%s:\n%s", s.OrchestratorURL, env)
 	}
+	if s.AttackerJWT == "" || !strings.Contains(string(env), "export ATTACKER_API_KEY='attacker-key-1'\n") || !strings.Contains(string(env), "export ATTACKER_JWT='"+s.AttackerJWT+"'\n") {
+		t.Errorf("env does not export the attacker's key and JWT:\n%s", env)
+	}
 
 	t.Run("valid key accepted and audited with the forwarded address", func(t *testing.T) {
 		// The key the attacker minted for Laura (user 13).

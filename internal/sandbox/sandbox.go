@@ -76,14 +76,19 @@ type Options struct {
 // Sandbox is a running sandbox. Stop it to end its processes and delete
 // their data.
 type Sandbox struct {
-	RESTConfig       *rest.Config  // admin (system:masters), 1000 QPS
-	KubeconfigPath   string        // Dir/kubeconfig, for the admin user
-	DatabaseURL      string        // the application role: postgres://orchestrator:PASS@127.0.0.1:PORT/orchestrator?sslmode=disable
-	AdminDatabaseURL string        // the superuser postgres (password auth) on the same server
-	DBPassword       string        // the orchestrator role's password, also in Secret orchestrator-db
-	OrchestratorURL  string        // the orchestrator API stand-in (orchestrator.go), when seeded
-	APIProxy         *LatencyProxy // in front of kube-apiserver, when Options.APILatency > 0
-	PostgresLog      string        // the PostgreSQL server's log, for tests of what it logged
+	RESTConfig       *rest.Config // admin (system:masters), 1000 QPS
+	KubeconfigPath   string       // Dir/kubeconfig, for the admin user
+	DatabaseURL      string       // the application role: postgres://orchestrator:PASS@127.0.0.1:PORT/orchestrator?sslmode=disable
+	AdminDatabaseURL string       // the superuser postgres (password auth) on the same server
+	DBPassword       string       // the orchestrator role's password, also in Secret orchestrator-db
+	OrchestratorURL  string       // the orchestrator API stand-in (orchestrator.go), when seeded
+	// What the seeded attacker stole, for drills and tests to use as it
+	// would: an API key it minted for Laura (user 13), and a JWT for her
+	// signed with the JWT secret the orchestrator started with.
+	AttackerAPIKey string
+	AttackerJWT    string
+	APIProxy       *LatencyProxy // in front of kube-apiserver, when Options.APILatency > 0
+	PostgresLog    string        // the PostgreSQL server's log, for tests of what it logged
 
 	env       *envtest.Environment
 	pg        *postgresServer
@@ -397,6 +402,8 @@ func (s *Sandbox) writeFiles(dir string) error {
 		shellQuote(filepath.Join(dir, "env")), shellQuote(s.KubeconfigPath), shellQuote(s.DatabaseURL))
 	if s.OrchestratorURL != "" {
 		env += fmt.Sprintf("export ORCHESTRATOR_URL=%s\n", shellQuote(s.OrchestratorURL))
+		env += fmt.Sprintf("# what the seeded attacker holds: a leaked API key and a stolen JWT\nexport ATTACKER_API_KEY=%s\nexport ATTACKER_JWT=%s\n",
+			shellQuote(s.AttackerAPIKey), shellQuote(s.AttackerJWT))
 	}
 	return writeFileAtomic(filepath.Join(dir, "env"), []byte(env))
 }
