@@ -72,7 +72,7 @@ fuzz: sandbox-bins ## fuzz every input that reaches SQL against the sandbox's Po
 		test "$${PIPESTATUS[0]}" -eq 0; \
 	done
 
-drill: build sandbox-bins ## bring up the sandbox, run contain, assess and preserve non-interactively, verify the evidence, tear down
+drill: build sandbox-bins ## bring up the sandbox, run the incident (contain to recover) non-interactively, verify the evidence, tear down
 	@set -euo pipefail; \
 	trap '$(BIN)/irctl sandbox down --dir $(DRILL_DIR) >/dev/null 2>&1 || true' EXIT; \
 	$(BIN)/irctl sandbox down --dir $(DRILL_DIR) >/dev/null 2>&1 || true; \
@@ -90,6 +90,12 @@ drill: build sandbox-bins ## bring up the sandbox, run contain, assess and prese
 	$(BIN)/irctl assess --yes --set suspicious_ips=$(DRILL_ATTACKERS); \
 	echo; echo "== irctl preserve --yes"; \
 	$(BIN)/irctl preserve --yes; \
+	echo; echo "== rehearsal: irctl eradicate --dry-run=server"; \
+	$(BIN)/irctl eradicate --dry-run=server; \
+	echo; echo "== irctl eradicate --yes (the manual step is recorded as skipped: nobody confirms in a drill)"; \
+	$(BIN)/irctl eradicate --yes; \
+	echo; echo "== irctl recover --yes"; \
+	$(BIN)/irctl recover --yes; \
 	echo; echo "== irctl evidence verify"; \
 	$(BIN)/irctl evidence verify; \
 	echo; echo "== journal: irctl status"; \
