@@ -25,6 +25,11 @@ import (
 const (
 	dbName = "orchestrator"
 	dbRole = "orchestrator"
+	// responderRole is who irctl connects as: it reads every table and
+	// writes revoked_at/disabled_at, and with CREATEROLE may set the
+	// application role's password (sql.rotate-password), without owning
+	// anything or being a superuser.
+	responderRole = "irctl_responder"
 )
 
 // EnvPGBin names the directory holding initdb and postgres, overriding the
@@ -296,7 +301,7 @@ func (p *postgresServer) stop() error {
 // createAppDatabase creates the application role with password and its
 // database, then applies schema.sql and, if seed, seed.sql as that role, so
 // that it owns every table.
-func createAppDatabase(ctx context.Context, adminURL, appURL, password string, seed bool) error {
+func createAppDatabase(ctx context.Context, adminURL, appURL, password, responderPassword string, seed bool) error {
 	admin, err := pgx.Connect(ctx, adminURL)
 	if err != nil {
 		return err
@@ -304,6 +309,7 @@ func createAppDatabase(ctx context.Context, adminURL, appURL, password string, s
 	defer admin.Close(ctx)
 	stmts := []string{
 		fmt.Sprintf("CREATE ROLE %s LOGIN PASSWORD '%s'", dbRole, strings.ReplaceAll(password, "'", "''")),
+		fmt.Sprintf("CREATE ROLE %s LOGIN CREATEROLE PASSWORD '%s'", responderRole, strings.ReplaceAll(responderPassword, "'", "''")),
 		fmt.Sprintf("CREATE DATABASE %s OWNER %s", dbName, dbRole),
 	}
 	for _, s := range stmts {
@@ -324,6 +330,18 @@ func createAppDatabase(ctx context.Context, adminURL, appURL, password string, s
 	for _, f := range files {
 		if err := ExecSQLFile(ctx, app, f); err != nil {
 			return err
+		}
+	}
+	// The responder reads everything (assess, preserve, validate) and
+	// writes only what containment and eradication change.
+	grants := []string{
+		"GRANT SELECT ON ALL TABLES IN SCHEMA public TO " + responderRole,
+		"GRANT UPDATE (revoked_at) ON api_keys TO " + responderRole,
+		"GRANT UPDATE (disabled_at) ON users TO " + responderRole,
+	}
+	for _, g := range grants {
+		if _, err := app.Exec(ctx, g); err != nil {
+			return fmt.Errorf("%s: %w", g, err)
 		}
 	}
 	return nil

@@ -81,6 +81,10 @@ type Sandbox struct {
 	DatabaseURL      string       // the application role: postgres://orchestrator:PASS@127.0.0.1:PORT/orchestrator?sslmode=disable
 	AdminDatabaseURL string       // the superuser postgres (password auth) on the same server
 	DBPassword       string       // the orchestrator role's password, also in Secret orchestrator-db
+	// ResponderDatabaseURL is the least-privileged role a responder runs
+	// irctl as (responderRole): not the application's own role, whose
+	// password eradicate rotates. DIR/env exports it as IRCTL_DATABASE_URL.
+	ResponderDatabaseURL string
 	OrchestratorURL  string       // the orchestrator API stand-in (orchestrator.go), when seeded
 	// What the seeded attacker stole, for drills and tests to use as it
 	// would: an API key it minted for Laura (user 13), and a JWT for her
@@ -231,12 +235,14 @@ func Start(ctx context.Context, o Options) (_ *Sandbox, err error) {
 	s.AdminDatabaseURL = s.pg.adminURL()
 	s.PostgresLog = s.pg.logPath()
 	s.DatabaseURL = pgURL(dbRole, s.DBPassword, s.pg.port, dbName)
+	responderPassword := randomHex(16)
+	s.ResponderDatabaseURL = pgURL(responderRole, responderPassword, s.pg.port, dbName)
 	if o.Seed {
 		logf("seeding the demo platform...")
 	}
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error {
-		if err := createAppDatabase(gctx, s.AdminDatabaseURL, s.DatabaseURL, s.DBPassword, o.Seed); err != nil {
+		if err := createAppDatabase(gctx, s.AdminDatabaseURL, s.DatabaseURL, s.DBPassword, responderPassword, o.Seed); err != nil {
 			return fmt.Errorf("creating database %s: %w", dbName, err)
 		}
 		return nil
@@ -399,7 +405,7 @@ func (s *Sandbox) writeFiles(dir string) error {
 	}
 	env := fmt.Sprintf("# irctl sandbox: source this file (. %s) to point kubectl, psql and irctl at it.\n"+
 		"export KUBECONFIG=%s\nexport IRCTL_DATABASE_URL=%s\n",
-		shellQuote(filepath.Join(dir, "env")), shellQuote(s.KubeconfigPath), shellQuote(s.DatabaseURL))
+		shellQuote(filepath.Join(dir, "env")), shellQuote(s.KubeconfigPath), shellQuote(s.ResponderDatabaseURL))
 	if s.OrchestratorURL != "" {
 		env += fmt.Sprintf("export ORCHESTRATOR_URL=%s\n", shellQuote(s.OrchestratorURL))
 		env += fmt.Sprintf("# what the seeded attacker holds: a leaked API key and a stolen JWT\nexport ATTACKER_API_KEY=%s\nexport ATTACKER_JWT=%s\n",
