@@ -1,0 +1,203 @@
+package cli
+
+import (
+	"bytes"
+	"context"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+
+	"irctl.dev/irctl/internal/sandbox"
+	"irctl.dev/irctl/internal/sandbox/sandboxtest"
+)
+
+// The seeded attack's source addresses (testdata/sandbox/seed.sql).
+const seededAttackers = "198.51.100.23,203.0.113.77,2001:db8:bad:1::21"
+
+// e2e runs irctl against a sandbox of its own: the shipped runbook
+// changes the demo platform for good (passwords, images), which other
+// tests share.
+type e2e struct {
+	t        *testing.T
+	sb       *sandbox.Sandbox
+	cs       kubernetes.Interface
+	stateDir string
+	incident string
+	dbURL    string // the responder's role, not the application's, whose password eradicate rotates
+}
+
+func newE2E(t *testing.T) *e2e {
+	t.Helper()
+	bin := sandboxtest.RequireBins(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	sb, err := sandbox.Start(ctx, sandbox.Options{BinDir: bin, Seed: true})
+	if err != nil {
+		t.Fatalf("integration: starting the sandbox: %v", err)
+	}
+	t.Cleanup(func() { _ = sb.Stop() })
+	cs, err := kubernetes.NewForConfig(sb.RESTConfig)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := &e2e{t: t, sb: sb, cs: cs, stateDir: t.TempDir(), dbURL: sb.ResponderDatabaseURL}
+	r := e.run("declare", "--severity", "P0", "--title", "end to end")
+	if r.code != 0 {
+		t.Fatalf("declare: %+v", r)
+	}
+	e.incident = strings.TrimSpace(r.stdout)
+	return e
+}
+
+func (e *e2e) run(args ...string) result {
+	full := []string{"--kubeconfig", e.sb.KubeconfigPath, "--database-url", e.dbURL, "--state-dir", e.stateDir}
+	if e.incident != "" {
+		full = append(full, "--incident", e.incident)
+	}
+	var out, errb bytes.Buffer
+	code := Run(context.Background(), append(full, args...), IOStreams{In: strings.NewReader(""), Out: &out, ErrOut: &errb})
+	return result{code: code, stdout: out.String(), stderr: errb.String()}
+}
+
+func (e *e2e) mustRun(args ...string) string {
+	e.t.Helper()
+	r := e.run(args...)
+	if r.code != 0 {
+		e.t.Fatalf("irctl %s: exit %d\n%s%s", strings.Join(args, " "), r.code, r.stdout, r.stderr)
+	}
+	return r.stdout
+}
+
+// api calls the orchestrator stand-in as the attacker would.
+func (e *e2e) api(header, value string) int {
+	e.t.Helper()
+	req, err := http.NewRequest(http.MethodGet, e.sb.OrchestratorURL+"/v1/me", nil)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	req.Header.Set("X-Forwarded-For", "203.0.113.77")
+	req.Header.Set(header, value)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	resp.Body.Close()
+	return resp.StatusCode
+}
+
+func (e *e2e) health() int {
+	e.t.Helper()
+	resp, err := http.Get(e.sb.OrchestratorURL + "/health")
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	resp.Body.Close()
+	return resp.StatusCode
+}
+
+// state is what the eradicate phase changes, so a dry run can be shown to
+// change none of it: the Deployment's and the password Secret's
+// resourceVersions, the role's password verifier and disabled users.
+func (e *e2e) state() string {
+	e.t.Helper()
+	ctx := context.Background()
+	d, err := e.cs.AppsV1().Deployments(sandbox.DemoNamespace).Get(ctx, "orchestrator", metav1.GetOptions{})
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	s, err := e.cs.CoreV1().Secrets(sandbox.DemoNamespace).Get(ctx, "orchestrator-db", metav1.GetOptions{})
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	query := func(url, sql string) string {
+		conn, err := pgx.Connect(ctx, url)
+		if err != nil {
+			e.t.Fatal(err)
+		}
+		defer conn.Close(ctx)
+		var v string
+		if err := conn.QueryRow(ctx, sql).Scan(&v); err != nil {
+			e.t.Fatal(err)
+		}
+		return v
+	}
+	verifier := query(e.sb.AdminDatabaseURL, `SELECT rolpassword FROM pg_authid WHERE rolname = 'orchestrator'`)
+	disabled := query(e.sb.ResponderDatabaseURL, `SELECT count(*)::text FROM users WHERE disabled_at IS NOT NULL`)
+	return d.ResourceVersion + " " + s.ResourceVersion + " " + verifier + " " + disabled
+}
+
+// The shipped security-incident runbook, phase by phase on the seeded
+// platform, proving each phase's effect on the servers and on the service
+// the attacker uses.
+func TestSecurityIncidentRunbookEndToEnd(t *testing.T) {
+	e := newE2E(t)
+	if got := e.api("X-API-Key", e.sb.AttackerAPIKey); got != http.StatusOK {
+		t.Fatalf("before contain, the leaked key gets %d, want 200", got)
+	}
+	if got := e.api("Authorization", "Bearer "+e.sb.AttackerJWT); got != http.StatusOK {
+		t.Fatalf("before contain, the stolen JWT gets %d, want 200", got)
+	}
+
+	e.mustRun("contain", "--yes")
+	if got := e.api("X-API-Key", e.sb.AttackerAPIKey); got != http.StatusUnauthorized {
+		t.Errorf("after contain, the leaked key gets %d, want 401", got)
+	}
+
+	e.mustRun("assess", "--yes", "--set", "suspicious_ips="+seededAttackers)
+
+	// Eradicate rehearsed: nothing changes, and the plan counts what the
+	// real run then changes.
+	before := e.state()
+	out := e.mustRun("eradicate", "--dry-run=server", "-o", "json")
+	if after := e.state(); after != before {
+		t.Fatalf("eradicate --dry-run=server changed the servers: %s -> %s", before, after)
+	}
+	planned := map[string]int{}
+	for _, rep := range parseReports(t, out) {
+		if rep.Inputs["account_ids"] == nil || rep.Inputs["account_ids"].Values != 3 {
+			t.Errorf("eradicate's account_ids should come from assess (3 accounts): %+v", rep.Inputs)
+		}
+		for _, s := range rep.Steps {
+			if s.Plan != nil {
+				planned[s.Step] = s.Plan.Count
+			}
+		}
+	}
+	out = e.mustRun("eradicate", "--yes", "-o", "json")
+	for _, rep := range parseReports(t, out) {
+		for _, s := range rep.Steps {
+			if s.Step == "disable-compromised-accounts" && (s.Result == nil || s.Result.Changed != planned[s.Step] || planned[s.Step] != 3) {
+				t.Errorf("disable-compromised-accounts: planned %d, changed %+v; want 3 and 3", planned[s.Step], s.Result)
+			}
+			if s.Step == "review-recent-changes" && s.Status != "skipped" {
+				t.Errorf("the manual step under --yes: %s, want skipped", s.Status)
+			}
+		}
+	}
+	d, err := e.cs.AppsV1().Deployments(sandbox.DemoNamespace).Get(t.Context(), "orchestrator", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if img := d.Spec.Template.Spec.Containers[0].Image; img != "ghcr.io/llm-orchestrator/orchestrator:v0.1.0-verified" {
+		t.Errorf("after eradicate the service runs %s", img)
+	}
+	// The old database password no longer logs in, and the service, which
+	// was restarted with the new one from the Secret, is healthy.
+	if conn, err := pgx.Connect(t.Context(), e.sb.DatabaseURL); err == nil {
+		conn.Close(context.Background())
+		t.Error("the old database password still logs in after eradicate")
+	}
+	if got := e.health(); got != http.StatusOK {
+		t.Errorf("after eradicate /health is %d, want 200", got)
+	}
+
+	e.mustRun("recover", "--yes")
+	if got := e.health(); got != http.StatusOK {
+		t.Errorf("after recover /health is %d, want 200", got)
+	}
+}
