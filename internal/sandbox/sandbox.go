@@ -85,7 +85,7 @@ type Sandbox struct {
 	// irctl as (responderRole): not the application's own role, whose
 	// password eradicate rotates. DIR/env exports it as IRCTL_DATABASE_URL.
 	ResponderDatabaseURL string
-	OrchestratorURL  string       // the orchestrator API stand-in (orchestrator.go), when seeded
+	OrchestratorURL      string // the orchestrator API stand-in (orchestrator.go), when seeded
 	// What the seeded attacker stole, for drills and tests to use as it
 	// would: an API key it minted for Laura (user 13), and a JWT for her
 	// signed with the JWT secret the orchestrator started with.
