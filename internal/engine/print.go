@@ -66,8 +66,9 @@ func (e *Engine) printPlan(w io.Writer, plan *action.Plan) {
 		fmt.Fprintf(w, "    %s\n", Clean(t))
 	}
 	for _, d := range plan.Diff {
-		// A diff's indentation is its meaning: keep the leading spaces.
-		body := strings.TrimLeft(d, " ")
+		// A diff's marker and indentation are its meaning: keep them
+		// (spaces, + and - are safe to print), clean the rest.
+		body := strings.TrimLeft(d, " +-")
 		fmt.Fprintf(w, "      %s%s\n", d[:len(d)-len(body)], Clean(body))
 	}
 	for _, warn := range plan.Warnings {

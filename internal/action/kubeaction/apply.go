@@ -409,7 +409,7 @@ func (Apply) Plan(ctx context.Context, env *action.Env, p runbook.Params) (*acti
 		if err != nil {
 			return nil, fmt.Errorf("%s: server dry run: %s", t.manifest, kube.Short(err))
 		}
-		diff := objectDiff(env, live, would)
+		diff := objectDiff(env, t.label(), live, would)
 		switch {
 		case live == nil:
 			t.state = stateCreated
@@ -420,10 +420,7 @@ func (Apply) Plan(ctx context.Context, env *action.Env, p runbook.Params) (*acti
 		}
 		counts[t.state]++
 		lines = append(lines, t.state+": "+t.label())
-		if len(diff) > 0 {
-			diffs = append(diffs, t.state+": "+t.label())
-			diffs = append(diffs, diff...)
-		}
+		diffs = append(diffs, diff...)
 	}
 	n := counts[stateCreated] + counts[stateChanged]
 	what := "the manifests"

@@ -8,11 +8,13 @@ import (
 	"testing"
 	"testing/fstest"
 
+	"github.com/prometheus/common/model"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/utils/ptr"
+	"sigs.k8s.io/yaml"
 
 	irctl "irctl.dev/irctl"
 	"irctl.dev/irctl/internal/action"
@@ -291,6 +293,19 @@ func TestApplyCustomResourceAndUnknownKind(t *testing.T) {
 func TestShippedManifestsApply(t *testing.T) {
 	f := newFixture(t)
 	dirs := shippedManifestDirs(t)
+	// Real creates: admission is what is tested, and a privileged pod
+	// wrongly admitted stays in the test's namespace only.
+	pod := func(name string, privileged bool, dry ...string) error {
+		_, err := f.cs.CoreV1().Pods(f.ns).Create(t.Context(), &corev1.Pod{
+			ObjectMeta: metav1.ObjectMeta{Name: name},
+			Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "c", Image: "registry.k8s.io/pause:3.10",
+				SecurityContext: &corev1.SecurityContext{Privileged: ptr.To(privileged)}}}},
+		}, metav1.CreateOptions{DryRun: dry})
+		return err
+	}
+	if err := pod("privileged-before", true, metav1.DryRunAll); err != nil {
+		t.Fatalf("before the apply a privileged pod is admitted, so that the refusal below is the labels': %v", err)
+	}
 	// The monitoring ConfigMap names its namespace; the others are for the
 	// runbook's namespace.
 	real := map[string]bool{"manifests/security-incident/network-policies": true, "manifests/security-incident/pod-security": true}
@@ -319,14 +334,6 @@ func TestShippedManifestsApply(t *testing.T) {
 		t.Fatalf("namespace labels %v %v", ns.Labels, err)
 	}
 
-	pod := func(name string, privileged bool) error {
-		_, err := f.cs.CoreV1().Pods(f.ns).Create(t.Context(), &corev1.Pod{
-			ObjectMeta: metav1.ObjectMeta{Name: name},
-			Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "c", Image: "registry.k8s.io/pause:3.10",
-				SecurityContext: &corev1.SecurityContext{Privileged: ptr.To(privileged)}}}},
-		}, metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}})
-		return err
-	}
 	if err := pod("privileged", true); !apierrors.IsForbidden(err) || !strings.Contains(err.Error(), "violates PodSecurity \"baseline") {
 		t.Errorf("a privileged pod after the apply: got %v, want refused by PodSecurity baseline", err)
 	}
@@ -424,4 +431,62 @@ func containsPerm(perms []kube.Permission, verb, group, resource, ns string) boo
 		}
 	}
 	return false
+}
+
+// The alert rules ConfigMap holds a Prometheus rules file: strict YAML of
+// groups of rules, each alert with an expression, a severity and a
+// summary, durations Prometheus parses. (No Prometheus runs here to load
+// it; its expressions' syntax is not checked beyond balanced brackets.)
+func TestShippedAlertRulesAreARulesFile(t *testing.T) {
+	data, err := fs.ReadFile(irctl.RunbookDir(), "manifests/k8s-cluster-compromise/monitoring/enhanced-security-alerts.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var cm corev1.ConfigMap
+	if err := yaml.UnmarshalStrict(data, &cm); err != nil {
+		t.Fatal(err)
+	}
+	if cm.Namespace != "monitoring" || len(cm.Data) != 1 {
+		t.Fatalf("want one rules file in a ConfigMap of namespace monitoring: %+v", cm.ObjectMeta)
+	}
+	type rule struct {
+		Alert       string            `json:"alert"`
+		Expr        string            `json:"expr"`
+		For         string            `json:"for,omitempty"`
+		Labels      map[string]string `json:"labels"`
+		Annotations map[string]string `json:"annotations"`
+	}
+	var file struct {
+		Groups []struct {
+			Name  string `json:"name"`
+			Rules []rule `json:"rules"`
+		} `json:"groups"`
+	}
+	for name, text := range cm.Data {
+		if err := yaml.UnmarshalStrict([]byte(text), &file); err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+	}
+	n := 0
+	for _, g := range file.Groups {
+		for _, r := range g.Rules {
+			n++
+			if r.Alert == "" || r.Expr == "" || r.Labels["severity"] == "" || r.Annotations["summary"] == "" {
+				t.Errorf("group %s: rule %+v lacks alert, expr, severity or summary", g.Name, r)
+			}
+			if r.For != "" {
+				if _, err := model.ParseDuration(r.For); err != nil {
+					t.Errorf("%s: for: %v", r.Alert, err)
+				}
+			}
+			for _, pair := range []string{"()", "{}", "[]"} {
+				if strings.Count(r.Expr, pair[:1]) != strings.Count(r.Expr, pair[1:]) {
+					t.Errorf("%s: unbalanced %s in %q", r.Alert, pair, r.Expr)
+				}
+			}
+		}
+	}
+	if n < 5 {
+		t.Errorf("%d alert rules", n)
+	}
 }

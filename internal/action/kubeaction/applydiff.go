@@ -102,7 +102,7 @@ func comparable(o *unstructured.Unstructured, withStatus bool) map[string]any {
 
 // objectDiff is a unified diff of the live object and the dry run's
 // result; empty when they are the same. A new object is all additions.
-func objectDiff(env *action.Env, live, would *unstructured.Unstructured) []string {
+func objectDiff(env *action.Env, label string, live, would *unstructured.Unstructured) []string {
 	text := func(o *unstructured.Unstructured) string {
 		if o == nil {
 			return ""
@@ -123,12 +123,12 @@ func objectDiff(env *action.Env, live, would *unstructured.Unstructured) []strin
 	if a == b {
 		return nil
 	}
-	from := "live"
+	from := label + " (live)"
 	if live == nil {
-		from = "(new object)"
+		from = label + " (new object)"
 	}
 	d, err := difflib.GetUnifiedDiffString(difflib.UnifiedDiff{
-		A: difflib.SplitLines(a), B: difflib.SplitLines(b), FromFile: from, ToFile: "applied", Context: 3,
+		A: difflib.SplitLines(a), B: difflib.SplitLines(b), FromFile: from, ToFile: label + " (applied)", Context: 3,
 	})
 	if err != nil {
 		return []string{fmt.Sprintf("(cannot diff: %v)", err)}
