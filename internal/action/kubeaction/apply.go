@@ -80,6 +80,9 @@ func applyParams(p runbook.Params) (applyArgs, error) {
 type manifest struct {
 	source string // file and document, or manifests[i]
 	obj    *unstructured.Unstructured
+	// labelsOnly: a Namespace without a name, the step's own, which the
+	// apply labels and never creates.
+	labelsOnly bool
 }
 
 func (m manifest) String() string {
@@ -110,7 +113,8 @@ func (a applyArgs) load(files fs.FS) ([]manifest, error) {
 		return nil, fmt.Errorf("no objects to apply")
 	}
 	seen := map[string]string{}
-	for _, m := range docs {
+	for i := range docs {
+		m := &docs[i]
 		o := m.obj
 		gv, err := schema.ParseGroupVersion(o.GetAPIVersion())
 		if err != nil || o.GetAPIVersion() == "" || o.GetKind() == "" {
@@ -124,6 +128,7 @@ func (a applyArgs) load(files fs.FS) ([]manifest, error) {
 				return nil, fmt.Errorf("%s: a Namespace without a name is the step's namespace: set namespace", m.source)
 			}
 			o.SetName(a.namespace)
+			m.labelsOnly = true
 		}
 		if o.GetName() == "" {
 			return nil, fmt.Errorf("%s: %s without metadata.name", m.source, o.GetKind())
@@ -262,10 +267,18 @@ func (Apply) PermissionsIn(env *action.Env, p runbook.Params) ([]kube.Permission
 				ns = ""
 			}
 		}
-		for _, verb := range []string{"get", "patch", "create", "delete"} {
-			// get: the live object for the diff and the undo record;
-			// patch and create: the apply (create when it is new);
-			// delete: undo of an object the apply created.
+		// get: the live object for the diff and the undo record; patch
+		// and create: the apply (create when the object is new); delete:
+		// undo of an object the apply created. The step's own Namespace
+		// is only labelled, and undo never deletes a Namespace.
+		verbs := []string{"get", "patch", "create", "delete"}
+		switch {
+		case m.labelsOnly:
+			verbs = verbs[:2]
+		case gr == schema.GroupResource{Resource: "namespaces"}:
+			verbs = verbs[:3]
+		}
+		for _, verb := range verbs {
 			perms = append(perms, kube.Permission{Verb: verb, Group: gr.Group, Resource: gr.Resource, Namespace: ns})
 		}
 	}
@@ -411,6 +424,8 @@ func (Apply) Plan(ctx context.Context, env *action.Env, p runbook.Params) (*acti
 		}
 		diff := objectDiff(env, t.label(), live, would)
 		switch {
+		case live == nil && t.labelsOnly:
+			return nil, fmt.Errorf("%s: namespace %s does not exist; a Namespace without a name labels the step's namespace and is never created", t.source, t.obj.GetName())
 		case live == nil:
 			t.state = stateCreated
 		case len(diff) > 0:

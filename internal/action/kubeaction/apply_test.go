@@ -267,6 +267,11 @@ func TestApplyCustomResourceAndUnknownKind(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "crs/widget.yaml") || !strings.Contains(err.Error(), "Widget") || !strings.Contains(err.Error(), "gadget") || strings.Contains(err.Error(), "\n") {
 		t.Fatalf("unknown kind: got %v, want a one-line error naming crs/widget.yaml and Widget gadget", err)
 	}
+	// The step's Namespace is labelled, never created.
+	_, err = a.Plan(t.Context(), env, a.Spec().MustBind(map[string]any{"manifests": "apiVersion: v1\nkind: Namespace\nmetadata:\n  labels: {a: b}\n", "namespace": "absent-" + randHex(3)}))
+	if err == nil || !strings.Contains(err.Error(), "does not exist") {
+		t.Errorf("labelling a namespace that does not exist: got %v", err)
+	}
 	perms, err := a.PermissionsIn(env, a.Spec().MustBind(map[string]any{"path": "crs/class.yaml"}))
 	if err != nil || !containsPerm(perms, "patch", "snapshot.storage.k8s.io", "volumesnapshotclasses", "") {
 		t.Errorf("permissions of a custom kind: %v %v", perms, err)
@@ -414,8 +419,12 @@ func TestApplyParams(t *testing.T) {
 	// A nameless Namespace is the step's namespace; its permissions are
 	// cluster-scoped, a ConfigMap's are in its namespace.
 	perms, err := Apply{}.PermissionsIn(&action.Env{Files: files}, spec.MustBind(map[string]any{"path": "m/ns.yaml", "namespace": "prod"}))
-	if err != nil || !containsPerm(perms, "patch", "", "namespaces", "") || !containsPerm(perms, "create", "", "namespaces", "") || !containsPerm(perms, "delete", "", "namespaces", "") {
-		t.Errorf("namespace permissions %v %v", perms, err)
+	if err != nil || len(perms) != 2 || !containsPerm(perms, "get", "", "namespaces", "") || !containsPerm(perms, "patch", "", "namespaces", "") {
+		t.Errorf("permissions to label the step's namespace %v %v: want get and patch only", perms, err)
+	}
+	perms, err = Apply{}.PermissionsIn(&action.Env{}, spec.MustBind(map[string]any{"manifests": "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: new-ns\n"}))
+	if err != nil || len(perms) != 3 || !containsPerm(perms, "create", "", "namespaces", "") || containsPerm(perms, "delete", "", "namespaces", "") {
+		t.Errorf("permissions to apply a named Namespace %v %v: want get, patch, create (undo never deletes a Namespace)", perms, err)
 	}
 	p := spec.MustBind(map[string]any{"manifests": []any{map[string]any{"apiVersion": "v1", "kind": "ConfigMap", "metadata": map[string]any{"name": "c"}}}, "namespace": "prod"})
 	perms, err = Apply{}.PermissionsIn(&action.Env{}, p)
