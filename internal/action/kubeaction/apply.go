@@ -3,10 +3,10 @@ package kubeaction
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io/fs"
 	"path"
-	"sort"
 	"strings"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -156,81 +156,6 @@ func (a applyArgs) load(files fs.FS) ([]manifest, error) {
 	return docs, nil
 }
 
-// readManifestPath reads a file, or a directory's manifest files in name
-// order (not its subdirectories, as kubectl apply -f without -R).
-func readManifestPath(files fs.FS, p string) ([]manifest, error) {
-	if files == nil {
-		return nil, fmt.Errorf("path %s: the runbook's directory is not known, so a relative path cannot be resolved", p)
-	}
-	st, err := fs.Stat(files, p)
-	if err != nil {
-		return nil, fmt.Errorf("path %s (relative to the runbook's directory): %v", p, unwrapFSErr(err))
-	}
-	names := []string{p}
-	if st.IsDir() {
-		entries, err := fs.ReadDir(files, p)
-		if err != nil {
-			return nil, fmt.Errorf("path %s: %v", p, unwrapFSErr(err))
-		}
-		names = names[:0]
-		for _, e := range entries {
-			ext := path.Ext(e.Name())
-			if !e.IsDir() && (ext == ".yaml" || ext == ".yml" || ext == ".json") {
-				names = append(names, path.Join(p, e.Name()))
-			}
-		}
-		sort.Strings(names)
-		if len(names) == 0 {
-			return nil, fmt.Errorf("path %s: no .yaml, .yml or .json files in the directory", p)
-		}
-	}
-	var out []manifest
-	for _, n := range names {
-		data, err := fs.ReadFile(files, n)
-		if err != nil {
-			return nil, fmt.Errorf("%s: %v", n, unwrapFSErr(err))
-		}
-		docs, err := splitManifests(n, string(data))
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, docs...)
-	}
-	return out, nil
-}
-
-func unwrapFSErr(err error) error {
-	if pe, ok := err.(*fs.PathError); ok {
-		return pe.Err
-	}
-	return err
-}
-
-// inlineManifests reads the manifests param: a list of objects, or a
-// multi-document YAML string.
-func inlineManifests(v any) ([]manifest, error) {
-	switch x := v.(type) {
-	case string:
-		return splitManifests("manifests", x)
-	case []any:
-		var out []manifest
-		for i, item := range x {
-			src := fmt.Sprintf("manifests[%d]", i)
-			m, ok := item.(map[string]any)
-			if !ok {
-				return nil, fmt.Errorf("%s: want an object (a mapping), got %T", src, item)
-			}
-			o, err := toUnstructured(src, m)
-			if err != nil {
-				return nil, err
-			}
-			out = append(out, manifest{source: src, obj: o})
-		}
-		return out, nil
-	}
-	return nil, fmt.Errorf("manifests: want a list of objects or a YAML string, got %T", v)
-}
-
 // PermissionsIn declares, per kind and namespace of the manifests, what
 // planning, applying and undoing them needs. The manifests decide the
 // kinds, so this reads them (action.FilePermissioned).
@@ -350,14 +275,11 @@ func (t applyTarget) apply(ctx context.Context, c *kube.Clients, force, dry bool
 // applyError says who owns a conflicting field, on one line.
 func applyError(err error, force bool) error {
 	var status apierrors.APIStatus
-	if !apierrors.IsConflict(err) || force {
+	if !apierrors.IsConflict(err) || force || !errors.As(err, &status) {
 		return err
 	}
-	if se, ok := err.(apierrors.APIStatus); ok {
-		status = se
-	}
 	var fields []string
-	if status != nil && status.Status().Details != nil {
+	if status.Status().Details != nil {
 		for _, cause := range status.Status().Details.Causes {
 			if cause.Type == metav1.CauseTypeFieldManagerConflict {
 				fields = append(fields, fmt.Sprintf("%s (%s)", cause.Field, cause.Message))

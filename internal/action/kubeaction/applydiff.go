@@ -1,6 +1,7 @@
 package kubeaction
 
-// k8s.apply's manifests parsing, its kubectl-diff-like plan and its undo.
+// k8s.apply's manifests (files, inline, multi-document YAML), its
+// kubectl-diff-like plan and its undo.
 
 import (
 	"bufio"
@@ -10,6 +11,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
+	"path"
+	"sort"
 	"strings"
 
 	"github.com/pmezard/go-difflib/difflib"
@@ -25,6 +29,81 @@ import (
 	"irctl.dev/irctl/internal/action"
 	"irctl.dev/irctl/internal/kube"
 )
+
+// readManifestPath reads a file, or a directory's manifest files in name
+// order (not its subdirectories, as kubectl apply -f without -R).
+func readManifestPath(files fs.FS, p string) ([]manifest, error) {
+	if files == nil {
+		return nil, fmt.Errorf("path %s: the runbook's directory is not known, so a relative path cannot be resolved", p)
+	}
+	st, err := fs.Stat(files, p)
+	if err != nil {
+		return nil, fmt.Errorf("path %s (relative to the runbook's directory): %v", p, unwrapFSErr(err))
+	}
+	names := []string{p}
+	if st.IsDir() {
+		entries, err := fs.ReadDir(files, p)
+		if err != nil {
+			return nil, fmt.Errorf("path %s: %v", p, unwrapFSErr(err))
+		}
+		names = names[:0]
+		for _, e := range entries {
+			ext := path.Ext(e.Name())
+			if !e.IsDir() && (ext == ".yaml" || ext == ".yml" || ext == ".json") {
+				names = append(names, path.Join(p, e.Name()))
+			}
+		}
+		sort.Strings(names)
+		if len(names) == 0 {
+			return nil, fmt.Errorf("path %s: no .yaml, .yml or .json files in the directory", p)
+		}
+	}
+	var out []manifest
+	for _, n := range names {
+		data, err := fs.ReadFile(files, n)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %v", n, unwrapFSErr(err))
+		}
+		docs, err := splitManifests(n, string(data))
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, docs...)
+	}
+	return out, nil
+}
+
+func unwrapFSErr(err error) error {
+	if pe, ok := err.(*fs.PathError); ok {
+		return pe.Err
+	}
+	return err
+}
+
+// inlineManifests reads the manifests param: a list of objects, or a
+// multi-document YAML string.
+func inlineManifests(v any) ([]manifest, error) {
+	switch x := v.(type) {
+	case string:
+		return splitManifests("manifests", x)
+	case []any:
+		var out []manifest
+		for i, item := range x {
+			src := fmt.Sprintf("manifests[%d]", i)
+			m, ok := item.(map[string]any)
+			if !ok {
+				return nil, fmt.Errorf("%s: want an object (a mapping), got %T", src, item)
+			}
+			o, err := toUnstructured(src, m)
+			if err != nil {
+				return nil, err
+			}
+			out = append(out, manifest{source: src, obj: o})
+		}
+		return out, nil
+	}
+	return nil, fmt.Errorf("manifests: want a list of objects or a YAML string, got %T", v)
+}
 
 // splitManifests parses a multi-document YAML (or JSON) text; documents
 // that hold only comments are skipped.
