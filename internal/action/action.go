@@ -6,6 +6,7 @@ package action
 import (
 	"context"
 	"encoding/json"
+	"io/fs"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -51,6 +52,11 @@ type Env struct {
 	// exported); the engine draws it on a terminal. It may be nil: its
 	// methods then do nothing, so actions report unconditionally.
 	Progress *progress.Counter
+	// Files is the runbook's directory, where a step's relative paths
+	// (k8s.apply's manifests) resolve: the directory of a runbook file on
+	// disk, or the shipped runbooks' embedded directory. Nil when the
+	// runbook is not known (undo reads the journal only).
+	Files fs.FS
 }
 
 // Plan is what a step will do, resolved against the live servers.
@@ -60,6 +66,9 @@ type Plan struct {
 	Count    int      `json:"count"` // objects or rows that will change
 	Noop     bool     `json:"noop,omitempty"`
 	Warnings []string `json:"warnings,omitempty"`
+	// Diff is a multi-line detail of the plan (k8s.apply's per-object
+	// diff), one line an entry, shown with its indentation kept.
+	Diff []string `json:"diff,omitempty"`
 	// State carries what Apply needs from planning (never serialised).
 	State any `json:"-"`
 }
@@ -106,6 +115,13 @@ type Action interface {
 // engine can check them all before the first write.
 type Permissioned interface {
 	Permissions(p runbook.Params) []kube.Permission
+}
+
+// FilePermissioned actions learn the permissions they need from files the
+// runbook names (k8s.apply's manifests: their kinds), read from env.Files.
+// A file that cannot be read is an error of the preflight, before any write.
+type FilePermissioned interface {
+	PermissionsIn(env *Env, p runbook.Params) ([]kube.Permission, error)
 }
 
 // Undoer actions can reverse what a Result recorded.

@@ -3,6 +3,7 @@ package cli
 import (
 	"context"
 	"fmt"
+	"io/fs"
 	"os"
 	"path"
 	"path/filepath"
@@ -70,6 +71,7 @@ type factory struct {
 	secrets *redact.Set
 
 	runbookHash string         // of the runbook last loaded, for evidence
+	runbookDir  fs.FS          // the directory of the runbook last loaded, for its steps' relative paths
 	evidence    evidenceOpener // the incident's evidence store, opened lazily (evidence.go)
 }
 
@@ -180,6 +182,7 @@ func (f *factory) env() (*action.Env, error) {
 		Now:      time.Now,
 		Incident: f.incidentID,
 		Evidence: f.evidenceStore,
+		Files:    f.runbookDir,
 		FingerprintKey: func() ([]byte, error) {
 			inc, err := f.openIncident()
 			if err != nil {
@@ -198,12 +201,14 @@ func (f *factory) readRunbook(name string) (string, []byte, error) {
 		if err != nil {
 			return "", nil, usage("no shipped runbook named %q (see `irctl runbook list`), and no file by that name", name)
 		}
+		f.runbookDir = irctl.RunbookDir()
 		return "runbooks/" + name + ".yaml", b, nil
 	}
 	b, err := os.ReadFile(name)
 	if err != nil {
 		return "", nil, usage("runbook %s: %v", name, unwrapPathErr(err))
 	}
+	f.runbookDir = os.DirFS(filepath.Dir(name))
 	return filepath.ToSlash(name), b, nil
 }
 

@@ -90,6 +90,11 @@ var undoPermissions = map[string][]kube.Permission{
 		{Verb: "get", Group: "apps", Resource: "daemonsets"}, {Verb: "patch", Group: "apps", Resource: "daemonsets"},
 		{Verb: "list", Resource: "pods"},
 	},
+	// Patches changed objects back and deletes created ones: the kinds
+	// are the manifests', so the apply step declares get, patch, create
+	// and delete of each (see requiredGrants) and its undo needs nothing
+	// more.
+	"k8s.apply": {},
 	// Reads and writes the scale subresource back, waits for the rollout.
 	"k8s.scale": {
 		{Verb: "get", Group: "apps", Resource: "deployments", Subresource: "scale"}, {Verb: "update", Group: "apps", Resource: "deployments", Subresource: "scale"},
@@ -178,9 +183,21 @@ func requiredGrants(t *testing.T) needs {
 				if !ok {
 					t.Fatalf("%s: step %s: unknown action %s", f, s.Name, s.Action)
 				}
+				why := fmt.Sprintf("runbook %s step %s/%s (%s)", rb.Name, ph, s.Name, s.Action)
 				if pa, ok := a.(action.Permissioned); ok {
 					for _, p := range pa.Permissions(s.Params) {
-						need.add(p, fmt.Sprintf("runbook %s step %s/%s (%s)", rb.Name, ph, s.Name, s.Action))
+						need.add(p, why)
+					}
+				}
+				// k8s.apply's permissions are its manifests' kinds, read
+				// from the embedded files as the preflight reads them.
+				if fa, ok := a.(action.FilePermissioned); ok {
+					perms, err := fa.PermissionsIn(&action.Env{Files: irctl.RunbookDir(), Kube: noKube}, s.Params)
+					if err != nil {
+						t.Fatalf("%s: step %s: %v", f, s.Name, err)
+					}
+					for _, p := range perms {
+						need.add(p, why)
 					}
 				}
 			}
@@ -231,6 +248,12 @@ func requiredGrants(t *testing.T) needs {
 		need.add(x.perm, x.why)
 	}
 	return need
+}
+
+// noKube is the Kubernetes of a check without a server: a manifest of a
+// kind only the server knows fails the check.
+func noKube() (*kube.Clients, error) {
+	return nil, fmt.Errorf("the role check has no server: give the shipped manifests built-in kinds only")
 }
 
 // loadWithPlaceholders loads a shipped runbook with its defaults and a

@@ -214,6 +214,13 @@ func (e *Engine) Preflight(ctx context.Context, steps []runbook.Step) error {
 		if pa, ok := a.(action.Permissioned); ok {
 			perms = append(perms, pa.Permissions(s.Params)...)
 		}
+		if fa, ok := a.(action.FilePermissioned); ok {
+			p, err := fa.PermissionsIn(e.Env, s.Params)
+			if err != nil {
+				return exitcode.Wrap(exitcode.Usage, fmt.Errorf("%s: step %s: %w", s.Where(e.Runbook), s.Name, err))
+			}
+			perms = append(perms, p...)
+		}
 	}
 	if uses[runbook.UsesPostgres] {
 		if _, err := e.Env.DB(ctx); err != nil {

@@ -67,6 +67,12 @@ func (e *Engine) printPlan(w io.Writer, plan *action.Plan) {
 	for _, t := range plan.Targets {
 		fmt.Fprintf(w, "    %s\n", Clean(t))
 	}
+	for _, d := range plan.Diff {
+		// A diff's marker and indentation are its meaning: keep them
+		// (spaces, + and - are safe to print), clean the rest.
+		body := strings.TrimLeft(d, " +-")
+		fmt.Fprintf(w, "      %s%s\n", d[:len(d)-len(body)], Clean(body))
+	}
 	for _, warn := range plan.Warnings {
 		fmt.Fprintf(w, "  warning: %s\n", Clean(warn))
 	}

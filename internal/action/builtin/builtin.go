@@ -38,5 +38,6 @@ func Registry() *action.Registry {
 		kubeaction.Delete{},
 		kubeaction.Find{},
 		manual.Step{},
+		kubeaction.Apply{},
 	)
 }
