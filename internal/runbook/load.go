@@ -57,6 +57,9 @@ type Step struct {
 	// Unresolved names params whose templates referenced runbook params
 	// without a value; such a step cannot run until they are --set.
 	Unresolved []string
+	// Expect is the step's assertion on its result table (`expect:`), nil
+	// when it has none.
+	Expect *Expect
 }
 
 // Where returns "file:line" for messages.
@@ -120,6 +123,7 @@ type stepDoc struct {
 	Description string         `yaml:"description"`
 	Timeout     string         `yaml:"timeout"`
 	With        map[string]any `yaml:"with"`
+	Expect      yaml.Node      `yaml:"expect"`
 }
 
 var yamlLine = regexp.MustCompile(`^line (\d+): (.*)$`)
@@ -270,6 +274,9 @@ func Load(file string, data []byte, o Options) (*Runbook, error) {
 				add(valueLine(stepNode, "action"), "step %s: unknown action %q%s (see `irctl actions`)", st.Name, sd.Action, suggest(sd.Action, catalogNames(o.Catalog)))
 				rb.Phases[phase] = append(rb.Phases[phase], st)
 				continue
+			}
+			for _, p := range checkStep(&st, spec, &sd.Expect, stepNode) {
+				add(p.Line, "%s", p.Msg)
 			}
 			withNode := child(stepNode, "with")
 			st.Params = Params{spec: &spec, vals: map[string]any{}}
