@@ -179,6 +179,13 @@ func (f *factory) env() (*action.Env, error) {
 		Now:      time.Now,
 		Incident: f.incidentID,
 		Evidence: f.evidenceStore,
+		Declared: func() (time.Time, error) {
+			inc, err := f.openIncident()
+			if err != nil {
+				return time.Time{}, err
+			}
+			return inc.DeclaredAt, nil
+		},
 		FingerprintKey: func() ([]byte, error) {
 			inc, err := f.openIncident()
 			if err != nil {

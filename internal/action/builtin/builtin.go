@@ -36,5 +36,6 @@ func Registry() *action.Registry {
 		kubeaction.Scale{},
 		kubeaction.Delete{},
 		kubeaction.Find{},
+		kubeaction.SecretsRotated{},
 	)
 }
