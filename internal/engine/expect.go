@@ -174,6 +174,9 @@ func checks(rep *Report) []Check {
 		if c.Seen == "" && sr.Result != nil {
 			c.Seen = sr.Result.Summary
 		}
+		// A check's error or summary often repeats what it checked
+		// ("GET ... expecting 401: failed ..."): show only what it saw.
+		c.Seen = strings.TrimPrefix(c.Seen, c.Expected+": ")
 		out = append(out, c)
 	}
 	return out
