@@ -332,3 +332,114 @@ func (h *harness) waitNoRogueObjects() {
 		}
 	}
 }
+
+// A bad expectation is bad input: exit 2 naming file and line, for
+// `runbook validate` and before a phase runs anything.
+func TestBadExpectExits2WithFileAndLine(t *testing.T) {
+	rb := filepath.Join(t.TempDir(), "bad.yaml")
+	if err := os.WriteFile(rb, []byte(`apiVersion: irctl/v1
+kind: Runbook
+name: bad-expect
+phases:
+  validate:
+    - name: no-attacker-requests
+      action: sql.query
+      with: {sql: "SELECT count(*) FROM audit_events"}
+      expect: {value: {lte: 0}}
+    - name: health
+      action: http.check
+      with: {url: "http://127.0.0.1:1/health"}
+      expect: {rows: 0}
+`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	r := runOffline("runbook", "validate", rb)
+	for _, w := range []string{
+		rb + `:9: step no-attacker-requests: expect: value: unknown comparison "lte"`,
+		rb + ":13: step health: expect: action http.check returns no table to judge",
+	} {
+		if r.code != 2 || !strings.Contains(r.stdout+r.stderr, w) {
+			t.Errorf("exit %d, want 2 and %q:\n%s%s", r.code, w, r.stdout, r.stderr)
+		}
+	}
+	r = runOffline("--state-dir", t.TempDir(), "-f", rb, "validate")
+	if r.code != 2 || !strings.Contains(r.stderr, rb+":9:") {
+		t.Errorf("validate with a bad runbook: exit %d\n%s", r.code, r.stderr)
+	}
+	// `irctl actions` says which actions expect can judge.
+	r = runOffline("actions")
+	if !strings.Contains(r.stdout, "sql.query (safe; its result is a table that expect: can judge)") {
+		t.Errorf("actions:\n%s", r.stdout)
+	}
+}
+
+// k8s.secrets-rotated through irctl: the declaration time comes from the
+// incident itself; pods older than the rotation fail validate, naming
+// them.
+func TestSecretsRotatedCheckUsesTheIncidentsDeclaration(t *testing.T) {
+	h := newHarness(t, 0)
+	ctx := t.Context()
+	one, grace := int32(1), int64(0)
+	labels := map[string]string{"app": "reader"}
+	if _, err := h.cs.AppsV1().Deployments(h.ns).Create(ctx, &appsv1.Deployment{ObjectMeta: metav1.ObjectMeta{Name: "reader"},
+		Spec: appsv1.DeploymentSpec{Replicas: &one, Selector: &metav1.LabelSelector{MatchLabels: labels},
+			Template: corev1.PodTemplateSpec{ObjectMeta: metav1.ObjectMeta{Labels: labels}, Spec: corev1.PodSpec{TerminationGracePeriodSeconds: &grace,
+				Containers: []corev1.Container{{Name: "api", Image: "example.com/api:1", EnvFrom: []corev1.EnvFromSource{{SecretRef: &corev1.SecretEnvSource{LocalObjectReference: corev1.LocalObjectReference{Name: "jwt"}}}}}}}}}}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	var pod string
+	for deadline := time.Now().Add(time.Minute); pod == ""; time.Sleep(200 * time.Millisecond) {
+		pods, err := h.cs.CoreV1().Pods(h.ns).List(ctx, metav1.ListOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, p := range pods.Items {
+			if cs := p.Status.ContainerStatuses; len(cs) == 1 && cs[0].State.Running != nil {
+				pod = p.Name
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("no reader pod started")
+		}
+	}
+	time.Sleep(1100 * time.Millisecond) // rotated-at has whole seconds
+	if _, err := h.cs.CoreV1().Secrets(h.ns).Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "jwt", Annotations: map[string]string{
+		"irctl.dev/rotated-for-incident": h.incident, "irctl.dev/rotated-at": time.Now().UTC().Format(time.RFC3339)}}}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	rb := filepath.Join(t.TempDir(), "rotated.yaml")
+	if err := os.WriteFile(rb, []byte(`apiVersion: irctl/v1
+kind: Runbook
+name: rotated
+params:
+  namespace: {default: x}
+phases:
+  validate:
+    - name: secrets-rotated
+      action: k8s.secrets-rotated
+      with: {namespace: "{{ .namespace }}", names: [jwt]}
+`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	r := h.run("-f", rb, "validate", "-o", "json")
+	if r.code != 1 {
+		t.Fatalf("exit %d, want 1\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	c := parseReports(t, r.stdout)[0].Checks[0]
+	if c.Result != engine.CheckFail || !strings.Contains(c.Seen, "started before its rotation: "+pod) {
+		t.Errorf("check: %+v", c)
+	}
+	// Rotated before the incident was declared: not this incident's rotation.
+	sec, err := h.cs.CoreV1().Secrets(h.ns).Get(ctx, "jwt", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sec.Annotations["irctl.dev/rotated-at"] = time.Now().Add(-48 * time.Hour).UTC().Format(time.RFC3339)
+	if _, err := h.cs.CoreV1().Secrets(h.ns).Update(ctx, sec, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	r = h.run("-f", rb, "validate", "-o", "json")
+	if c := parseReports(t, r.stdout)[0].Checks[0]; r.code != 1 || !strings.Contains(c.Seen, "before the incident was declared") {
+		t.Errorf("exit %d, check %+v", r.code, c)
+	}
+}
