@@ -176,10 +176,41 @@ func checks(rep *Report) []Check {
 		}
 		// A check's error or summary often repeats what it checked
 		// ("GET ... expecting 401: failed ..."): show only what it saw.
-		c.Seen = strings.TrimPrefix(c.Seen, c.Expected+": ")
+		c.Seen = dropRepeat(c.Seen, c.Expected)
 		out = append(out, c)
 	}
 	return out
+}
+
+// dropRepeat drops the longest "PREFIX: " of seen whose PREFIX begins
+// expected: a summary or error that restates the check.
+func dropRepeat(seen, expected string) string {
+	cut := 0
+	for i := 0; ; {
+		j := strings.Index(seen[i:], ": ")
+		if j < 0 {
+			break
+		}
+		if strings.HasPrefix(expected, seen[:i+j]) {
+			cut = i + j + 2
+		}
+		i += j + 2
+	}
+	return seen[cut:]
+}
+
+// printStopped shows what a failed step returned: what it changed before
+// it stopped, for undo, or for a check that changed nothing, its result.
+func (e *Engine) printStopped(s runbook.Step, res *action.Result) {
+	if res.Changed == 0 && len(res.Undo) == 0 && len(res.Failed) == 0 {
+		e.printf("  result: %s\n", Clean(res.Summary))
+		if res.Table != nil {
+			e.printTable(res.Table)
+		}
+		return
+	}
+	e.printf("  changed before it stopped: %s (recorded; `irctl undo %s` reverses it)\n", Clean(res.Summary), s.Phase)
+	e.printFailures(res.Failed)
 }
 
 // endChecks closes a phase whose steps carried expectations or, for

@@ -198,3 +198,37 @@ func TestExpectationInAnotherPhaseFailsThePhaseAtItsEnd(t *testing.T) {
 		t.Errorf("only validate prints the table: %+v", rep.Checks)
 	}
 }
+
+func TestDropRepeat(t *testing.T) {
+	for _, tc := range []struct{ seen, expected, want string }{
+		{"GET u expecting 200: passed on attempt 1 of 6", "GET u expecting 200, up to 6 attempts 2s apart", "passed on attempt 1 of 6"},
+		{"GET u expecting 401: failed after 1 attempts; last: status 200", "GET u expecting 401", "failed after 1 attempts; last: status 200"},
+		{"Secret a/b was not rotated", "check that Secrets b", "Secret a/b was not rotated"},
+		{"value 3", "value = 0", "value 3"},
+	} {
+		if got := dropRepeat(tc.seen, tc.expected); got != tc.want {
+			t.Errorf("dropRepeat(%q, %q) = %q, want %q", tc.seen, tc.expected, got, tc.want)
+		}
+	}
+}
+
+// A check that fails with a result (a table of what it found) shows it,
+// and does not claim to have changed anything.
+func TestFailedCheckShowsItsResultNotAChange(t *testing.T) {
+	a := &fakeAction{name: "fake.rotated", apply: func(context.Context) (*action.Result, error) {
+		return &action.Result{Summary: "1 Secret checked: 1 stale pod", Table: &action.Table{Columns: []string{"SECRET", "STALE PODS"}, Rows: [][]string{{"jwt", "api-1"}}, Total: 1}},
+			errors.New("pods reading Secret ns/jwt started before its rotation: api-1")
+	}}
+	r := validateRig(t, nil, a)
+	rep, err := r.eng.RunPhase(context.Background(), runbook.PhaseValidate)
+	if exitcode.Code(err) != exitcode.Error {
+		t.Fatal(err)
+	}
+	out := r.out.String()
+	if strings.Contains(out, "changed before it stopped") || !strings.Contains(out, "  result: 1 Secret checked: 1 stale pod") || !strings.Contains(out, "api-1") {
+		t.Errorf("output:\n%s", out)
+	}
+	if c := rep.Checks[0]; c.Result != CheckFail || !strings.Contains(c.Seen, "started before its rotation: api-1") || rep.Steps[0].Result == nil {
+		t.Errorf("check %+v, step %+v", c, rep.Steps[0])
+	}
+}

@@ -280,8 +280,7 @@ func (e *Engine) runStep(ctx context.Context, s runbook.Step) (StepReport, error
 		}
 		e.printf("  error: %s\n", Clean(err.Error()))
 		if res != nil && (res.Changed > 0 || res.Summary != "") {
-			e.printf("  changed before it stopped: %s (recorded; `irctl undo %s` reverses it)\n", Clean(res.Summary), s.Phase)
-			e.printFailures(res.Failed)
+			e.printStopped(s, res)
 		}
 		if exitcode.Code(err) == exitcode.Error {
 			err = fmt.Errorf("step %s (%s): %w", s.Name, sr.Where, err)

@@ -108,6 +108,11 @@ func params(p runbook.Params) (checkParams, error) {
 		}
 		c.header.Set(k, v)
 	}
+	// An empty token sends no Authorization header, and a check that a
+	// credential is refused would pass on "missing credentials".
+	if p.Has("bearer") && p.String("bearer") == "" {
+		return c, fmt.Errorf("bearer is empty: the check would send no credential at all")
+	}
 	if b := p.String("bearer"); b != "" {
 		if c.header.Get("Authorization") != "" {
 			return c, fmt.Errorf("give bearer or an Authorization header, not both")

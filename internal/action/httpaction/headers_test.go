@@ -75,6 +75,7 @@ func TestCheckRefusesBadHeaders(t *testing.T) {
 		{map[string]any{"headers": map[string]any{"X-Key": canary + "\r\nX-Evil: 1"}}, "headers: the value of X-Key has a line break or NUL"},
 		{map[string]any{"bearer": canary, "headers": map[string]any{"authorization": "Basic eA=="}}, "give bearer or an Authorization header, not both"},
 		{map[string]any{"bearer": "a b"}, "bearer: the token has a space"},
+		{map[string]any{"bearer": ""}, "bearer is empty: the check would send no credential at all"},
 	} {
 		tc.vals["url"] = "http://127.0.0.1:1/"
 		p, err := Check{}.Spec().Bind(tc.vals)

@@ -51,6 +51,8 @@ func (SecretsRotated) Spec() runbook.Spec {
 			{Name: "namespace", Type: runbook.String, Required: true, Description: "namespace of the Secrets and their consumers"},
 			{Name: "names", Type: runbook.Strings, Description: "the Secrets that must have been rotated"},
 			{Name: "selector", Type: runbook.String, Description: "or a label selector for them (needs list on secrets, which the shipped responder role does not grant)"},
+			{Name: "ignore", Type: runbook.Strings, Description: "consumers (kind/name: statefulset/postgres, deployment/x, pod/y) whose copy of the value needs no restart, " +
+				"e.g. a PostgreSQL server that reads POSTGRES_PASSWORD only when it initialises its data directory"},
 		},
 		Validate: func(p runbook.Params) error { return rotatedParams(p) },
 	}
@@ -66,6 +68,12 @@ func rotatedParams(p runbook.Params) error {
 			return fmt.Errorf("names: %q: %s", n, errs[0])
 		}
 	}
+	for _, n := range p.Strings("ignore") {
+		kind, name, ok := strings.Cut(n, "/")
+		if !ok || !ignorableKinds[kind] || validation.IsDNS1123Subdomain(name) != nil {
+			return fmt.Errorf("ignore: %q: want kind/name, kind one of deployment, statefulset, daemonset, pod", n)
+		}
+	}
 	if sel != "" {
 		if _, err := labels.Parse(sel); err != nil {
 			return fmt.Errorf("selector %q: %v", sel, err)
@@ -73,6 +81,8 @@ func rotatedParams(p runbook.Params) error {
 	}
 	return nil
 }
+
+var ignorableKinds = map[string]bool{"deployment": true, "statefulset": true, "daemonset": true, "pod": true}
 
 func (SecretsRotated) Permissions(p runbook.Params) []kube.Permission {
 	ns := p.String("namespace")
@@ -139,6 +149,10 @@ func (SecretsRotated) Apply(ctx context.Context, env *action.Env, p runbook.Para
 	if err != nil {
 		return nil, err
 	}
+	ignore := map[string]bool{}
+	for _, n := range p.Strings("ignore") {
+		ignore[n] = true
+	}
 	var rs []rotation
 	for _, s := range secrets {
 		r := rotation{name: s.Name}
@@ -150,7 +164,7 @@ func (SecretsRotated) Apply(ctx context.Context, env *action.Env, p runbook.Para
 		}
 		for _, t := range templates {
 			if podSpecReads(&t.spec, s.Name) {
-				r.consumers = append(r.consumers, t.name)
+				r.consumers = append(r.consumers, consumerName(t.name, ignore))
 			}
 		}
 		for i := range pods.Items {
@@ -158,8 +172,12 @@ func (SecretsRotated) Apply(ctx context.Context, env *action.Env, p runbook.Para
 			if !podSpecReads(&pod.Spec, s.Name) || !podRunsOrWill(pod) {
 				continue
 			}
-			if !ownedByTemplate(pod) {
-				r.consumers = append(r.consumers, "pod/"+pod.Name)
+			owner := workloadOfPod(pod)
+			if owner == "" {
+				r.consumers = append(r.consumers, consumerName("pod/"+pod.Name, ignore))
+			}
+			if ignore[owner] || ignore["pod/"+pod.Name] {
+				continue
 			}
 			if r.problem == "" && podStarted(pod).Before(r.rotatedAt) {
 				r.stale = append(r.stale, fmt.Sprintf("%s (started %s)", pod.Name, podStarted(pod).UTC().Format(time.RFC3339)))
@@ -365,15 +383,32 @@ func podRunsOrWill(p *corev1.Pod) bool {
 	return p.DeletionTimestamp == nil && p.Status.Phase != corev1.PodSucceeded && p.Status.Phase != corev1.PodFailed
 }
 
-// ownedByTemplate reports whether a pod belongs to a workload (listed
-// among the consumers by its workload's name).
-func ownedByTemplate(p *corev1.Pod) bool {
+// workloadOfPod names the Deployment, StatefulSet or DaemonSet a pod
+// belongs to (kind/name, as the consumers column lists them), or "" for
+// a pod of its own. A ReplicaSet's Deployment is its name without the
+// pod-template-hash suffix the Deployment controller adds.
+func workloadOfPod(p *corev1.Pod) string {
 	for _, o := range p.OwnerReferences {
-		if o.Controller != nil && *o.Controller && (o.Kind == "ReplicaSet" || o.Kind == "StatefulSet" || o.Kind == "DaemonSet") {
-			return true
+		if o.Controller == nil || !*o.Controller {
+			continue
+		}
+		switch o.Kind {
+		case "StatefulSet", "DaemonSet":
+			return strings.ToLower(o.Kind) + "/" + o.Name
+		case "ReplicaSet":
+			if h := p.Labels["pod-template-hash"]; h != "" && strings.HasSuffix(o.Name, "-"+h) {
+				return "deployment/" + strings.TrimSuffix(o.Name, "-"+h)
+			}
 		}
 	}
-	return false
+	return ""
+}
+
+func consumerName(name string, ignore map[string]bool) string {
+	if ignore[name] {
+		return name + " (ignored)"
+	}
+	return name
 }
 
 // podStarted is when the pod's containers last read their environment:

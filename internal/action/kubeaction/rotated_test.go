@@ -101,6 +101,16 @@ func TestSecretsRotatedNeedsRotationAndFreshPods(t *testing.T) {
 		t.Fatalf("table: %+v", res)
 	}
 
+	// A consumer whose copy needs no restart can be left out.
+	a := SecretsRotated{}
+	p := a.Spec().MustBind(map[string]any{"namespace": f.ns, "names": []string{"jwt"}, "ignore": []string{"deployment/api"}})
+	env := f.env(action.DryRunNone)
+	env.Declared = func() (time.Time, error) { return declared, nil }
+	res, err = a.Apply(t.Context(), env, p, f.plan(a, action.DryRunNone, p))
+	if err != nil || res.Table.Rows[0][2] != "deployment/api (ignored)" {
+		t.Fatalf("with deployment/api ignored: %v %+v", err, res)
+	}
+
 	// Restart once the rotation is in the past, as the rotating step does.
 	time.Sleep(time.Until(rotatedAt.Add(100 * time.Millisecond)))
 	if err := RestartDeployment(t.Context(), f.clients, f.ns, "api", time.Now(), false); err != nil {
@@ -159,6 +169,7 @@ func TestSecretsRotatedValidatesItsParams(t *testing.T) {
 		{map[string]any{"namespace": "x", "names": []string{"a"}, "selector": "a=b"}, "give names or selector"},
 		{map[string]any{"namespace": "x", "names": []string{"Bad_Name"}}, `names: "Bad_Name"`},
 		{map[string]any{"namespace": "x", "selector": "a in (("}, `selector "a in (("`},
+		{map[string]any{"namespace": "x", "names": []string{"a"}, "ignore": []string{"postgres"}}, `ignore: "postgres": want kind/name`},
 	} {
 		p, err := a.Spec().Bind(tc.vals)
 		if err == nil {
