@@ -3,14 +3,12 @@ package kubeaction
 import (
 	"context"
 	"fmt"
-	"sort"
 	"strings"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/util/validation"
 	"k8s.io/client-go/metadata"
@@ -49,8 +47,10 @@ func (SecretsRotated) Spec() runbook.Spec {
 		Timeout: 2 * time.Minute,
 		Params: []runbook.ParamDef{
 			{Name: "namespace", Type: runbook.String, Required: true, Description: "namespace of the Secrets and their consumers"},
-			{Name: "names", Type: runbook.Strings, Description: "the Secrets that must have been rotated"},
-			{Name: "selector", Type: runbook.String, Description: "or a label selector for them (needs list on secrets, which the shipped responder role does not grant)"},
+			// By name only: finding Secrets by a selector needs list on
+			// Secrets, which grants reading every value in the namespace
+			// and which the responder role does not give.
+			{Name: "names", Type: runbook.Strings, Required: true, Description: "the Secrets that must have been rotated"},
 			{Name: "ignore", Type: runbook.Strings, Description: "consumers (kind/name: statefulset/postgres, deployment/x, pod/y) whose copy of the value needs no restart, " +
 				"e.g. a PostgreSQL server that reads POSTGRES_PASSWORD only when it initialises its data directory"},
 		},
@@ -59,9 +59,9 @@ func (SecretsRotated) Spec() runbook.Spec {
 }
 
 func rotatedParams(p runbook.Params) error {
-	names, sel := p.Strings("names"), p.String("selector")
-	if (len(names) == 0) == (sel == "") {
-		return fmt.Errorf("give names or selector (one of them): the Secrets that must have been rotated")
+	names := p.Strings("names")
+	if len(names) == 0 {
+		return fmt.Errorf("names is empty: name the Secrets that must have been rotated")
 	}
 	for _, n := range names {
 		if errs := validation.IsDNS1123Subdomain(n); len(errs) > 0 {
@@ -74,11 +74,6 @@ func rotatedParams(p runbook.Params) error {
 			return fmt.Errorf("ignore: %q: want kind/name, kind one of deployment, statefulset, daemonset, pod", n)
 		}
 	}
-	if sel != "" {
-		if _, err := labels.Parse(sel); err != nil {
-			return fmt.Errorf("selector %q: %v", sel, err)
-		}
-	}
 	return nil
 }
 
@@ -86,12 +81,7 @@ var ignorableKinds = map[string]bool{"deployment": true, "statefulset": true, "d
 
 func (SecretsRotated) Permissions(p runbook.Params) []kube.Permission {
 	ns := p.String("namespace")
-	perms := []kube.Permission{{Verb: "list", Resource: "pods", Namespace: ns}}
-	if p.String("selector") != "" {
-		perms = append(perms, kube.Permission{Verb: "list", Resource: "secrets", Namespace: ns})
-	} else {
-		perms = append(perms, kube.Permission{Verb: "get", Resource: "secrets", Namespace: ns})
-	}
+	perms := []kube.Permission{{Verb: "list", Resource: "pods", Namespace: ns}, {Verb: "get", Resource: "secrets", Namespace: ns}}
 	for _, r := range []string{"deployments", "statefulsets", "daemonsets"} {
 		perms = append(perms, kube.Permission{Verb: "list", Group: "apps", Resource: r, Namespace: ns})
 	}
@@ -103,9 +93,6 @@ func (SecretsRotated) Plan(_ context.Context, _ *action.Env, p runbook.Params) (
 		return nil, err
 	}
 	what := "Secrets " + strings.Join(p.Strings("names"), ", ")
-	if s := p.String("selector"); s != "" {
-		what = "Secrets matching " + s
-	}
 	return &action.Plan{Summary: fmt.Sprintf("check that %s in namespace %s were rotated for this incident and that every pod reading them started since (read-only)", what, p.String("namespace"))}, nil
 }
 
@@ -137,7 +124,7 @@ func (SecretsRotated) Apply(ctx context.Context, env *action.Env, p runbook.Para
 		return nil, err
 	}
 	ns := p.String("namespace")
-	secrets, err := secretMetas(ctx, meta, ns, p)
+	secrets, err := secretMetas(ctx, meta, ns, p.Strings("names"))
 	if err != nil {
 		return nil, err
 	}
@@ -268,24 +255,10 @@ type secretMeta struct {
 
 // secretMetas reads the Secrets' metadata only: their values never reach
 // irctl.
-func secretMetas(ctx context.Context, meta metadata.Interface, ns string, p runbook.Params) ([]secretMeta, error) {
+func secretMetas(ctx context.Context, meta metadata.Interface, ns string, names []string) ([]secretMeta, error) {
 	res := meta.Resource(secretsGR).Namespace(ns)
 	var out []secretMeta
-	if sel := p.String("selector"); sel != "" {
-		list, err := res.List(ctx, metav1.ListOptions{LabelSelector: sel})
-		if err != nil {
-			return nil, fmt.Errorf("list Secrets in %s matching %s: %s", ns, sel, kube.Short(err))
-		}
-		for _, s := range list.Items {
-			out = append(out, secretMeta{Name: s.Name, annotations: s.Annotations})
-		}
-		if len(out) == 0 {
-			return nil, fmt.Errorf("no Secret in %s matches %s: nothing to check", ns, sel)
-		}
-		sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
-		return out, nil
-	}
-	for _, n := range p.Strings("names") {
+	for _, n := range names {
 		s, err := res.Get(ctx, n, metav1.GetOptions{})
 		switch {
 		case apierrors.IsNotFound(err):
