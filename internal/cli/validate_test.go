@@ -379,27 +379,29 @@ phases:
 func TestSecretsRotatedCheckUsesTheIncidentsDeclaration(t *testing.T) {
 	h := newHarness(t, 0)
 	ctx := t.Context()
-	one, grace := int32(1), int64(0)
-	labels := map[string]string{"app": "reader"}
-	if _, err := h.cs.AppsV1().Deployments(h.ns).Create(ctx, &appsv1.Deployment{ObjectMeta: metav1.ObjectMeta{Name: "reader"},
-		Spec: appsv1.DeploymentSpec{Replicas: &one, Selector: &metav1.LabelSelector{MatchLabels: labels},
-			Template: corev1.PodTemplateSpec{ObjectMeta: metav1.ObjectMeta{Labels: labels}, Spec: corev1.PodSpec{TerminationGracePeriodSeconds: &grace,
-				Containers: []corev1.Container{{Name: "api", Image: "example.com/api:1", EnvFrom: []corev1.EnvFromSource{{SecretRef: &corev1.SecretEnvSource{LocalObjectReference: corev1.LocalObjectReference{Name: "jwt"}}}}}}}}}}, metav1.CreateOptions{}); err != nil {
+	// A pod bound to a node directly: other tests may leave nodes
+	// cordoned, which the scheduler would respect.
+	nodes, err := h.cs.CoreV1().Nodes().List(ctx, metav1.ListOptions{})
+	if err != nil || len(nodes.Items) == 0 {
+		t.Fatalf("no nodes: %v", err)
+	}
+	grace := int64(0)
+	pod := "reader"
+	if _, err := h.cs.CoreV1().Pods(h.ns).Create(ctx, &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: pod}, Spec: corev1.PodSpec{
+		NodeName: nodes.Items[0].Name, TerminationGracePeriodSeconds: &grace,
+		Containers: []corev1.Container{{Name: "api", Image: "example.com/api:1", EnvFrom: []corev1.EnvFromSource{{SecretRef: &corev1.SecretEnvSource{LocalObjectReference: corev1.LocalObjectReference{Name: "jwt"}}}}}}}}, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	var pod string
-	for deadline := time.Now().Add(time.Minute); pod == ""; time.Sleep(200 * time.Millisecond) {
-		pods, err := h.cs.CoreV1().Pods(h.ns).List(ctx, metav1.ListOptions{})
+	for deadline := time.Now().Add(time.Minute); ; time.Sleep(200 * time.Millisecond) {
+		p, err := h.cs.CoreV1().Pods(h.ns).Get(ctx, pod, metav1.GetOptions{})
 		if err != nil {
 			t.Fatal(err)
 		}
-		for _, p := range pods.Items {
-			if cs := p.Status.ContainerStatuses; len(cs) == 1 && cs[0].State.Running != nil {
-				pod = p.Name
-			}
+		if cs := p.Status.ContainerStatuses; len(cs) == 1 && cs[0].State.Running != nil {
+			break
 		}
 		if time.Now().After(deadline) {
-			t.Fatal("no reader pod started")
+			t.Fatalf("pod %s on node %s not running after a minute: %+v", pod, nodes.Items[0].Name, p.Status)
 		}
 	}
 	time.Sleep(1100 * time.Millisecond) // rotated-at has whole seconds
