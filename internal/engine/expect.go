@@ -117,9 +117,11 @@ func (e *Engine) expectation(s runbook.Step, res *action.Result, sr *StepReport)
 	return nil
 }
 
-// printExpect shows a step's expectation under its plan.
-func (e *Engine) printExpect(s runbook.Step) {
+// printExpect shows a step's expectation under its plan and puts it in
+// the step's report, judged or not (a client dry run never judges it).
+func (e *Engine) printExpect(s runbook.Step, sr *StepReport) {
 	if s.Expect != nil {
+		sr.Expect = s.Expect.String()
 		e.printf("  expect: %s\n", s.Expect)
 	}
 }

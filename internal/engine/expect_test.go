@@ -232,3 +232,16 @@ func TestFailedCheckShowsItsResultNotAChange(t *testing.T) {
 		t.Errorf("check %+v, step %+v", c, rep.Steps[0])
 	}
 }
+
+// A client dry run runs no check: the table says so, and nothing fails.
+func TestValidateUnderClientDryRunSkipsEveryCheck(t *testing.T) {
+	r := validateRig(t, map[string]string{"fake.none": "{rows: 0}"}, tableAction("fake.none", []string{"1", "x"}))
+	r.eng.Env.DryRun = action.DryRunClient
+	rep, err := r.eng.RunPhase(context.Background(), runbook.PhaseValidate)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c := rep.Checks[0]; c.Result != CheckSkipped || c.Seen != "not run (client dry run)" || c.Expected != "rows = 0" {
+		t.Errorf("check: %+v", c)
+	}
+}

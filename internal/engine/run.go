@@ -296,7 +296,7 @@ func (e *Engine) runStep(ctx context.Context, s runbook.Step) (StepReport, error
 	}
 	sr.Plan = plan
 	e.printPlan(e.Out, plan)
-	e.printExpect(s)
+	e.printExpect(s, &sr)
 	planRec := incident.Record{Plan: plan.Summary, PlanCount: intp(plan.Count)}
 
 	if plan.Noop {
