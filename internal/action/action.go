@@ -38,6 +38,10 @@ type Env struct {
 	Log      zerolog.Logger
 	Now      func() time.Time
 	Incident string
+	// Declared returns when the incident was declared (checks of what
+	// happened since, such as k8s.secrets-rotated); nil outside an
+	// incident.
+	Declared func() (time.Time, error)
 	// Secrets are the values of the runbook's secret params: whatever an
 	// action records (evidence manifests, results) shows them redacted.
 	Secrets []string

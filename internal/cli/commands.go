@@ -191,6 +191,9 @@ func showRunbook(f *factory, rb *runbook.Runbook) error {
 			if len(s.Unresolved) > 0 {
 				fmt.Fprintf(w, "     needs --set %s\n", strings.Join(s.Unresolved, ", "))
 			}
+			if s.Expect != nil {
+				fmt.Fprintf(w, "     expect: %s\n", s.Expect)
+			}
 		}
 	}
 	return nil
@@ -210,7 +213,7 @@ func runbookView(f *factory, rb *runbook.Runbook) map[string]any {
 	for ph, steps := range rb.Phases {
 		for _, s := range steps {
 			spec, _ := f.registry.Spec(s.Action)
-			phases[ph] = append(phases[ph], map[string]any{"name": s.Name, "action": s.Action, "destructive": spec.Destructive, "line": s.Line, "description": s.Description, "params": s.Params.Display(spec, rb.Secrets), "needs": s.Unresolved})
+			phases[ph] = append(phases[ph], map[string]any{"name": s.Name, "action": s.Action, "destructive": spec.Destructive, "line": s.Line, "description": s.Description, "params": s.Params.Display(spec, rb.Secrets), "needs": s.Unresolved, "expect": s.Expect.String()})
 		}
 	}
 	return map[string]any{"name": rb.Name, "description": rb.Description, "source": rb.Source, "file": rb.File, "sha256": rb.Hash, "params": params, "phases": phases}
@@ -235,6 +238,9 @@ func newActionsCmd(f *factory) *cobra.Command {
 				d := "safe"
 				if s.Destructive {
 					d = "destructive: asks before acting"
+				}
+				if s.Table {
+					d += "; its result is a table that expect: can judge"
 				}
 				fmt.Fprintf(w, "%s (%s)\n  %s\n", s.Name, d, s.Description)
 				tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
@@ -267,6 +273,7 @@ type actionView struct {
 	Name        string      `json:"name"`
 	Description string      `json:"description"`
 	Destructive bool        `json:"destructive"`
+	Table       bool        `json:"table"` // its result is a table `expect:` can judge
 	Uses        []string    `json:"uses,omitempty"`
 	Params      []paramView `json:"params"`
 }
@@ -281,7 +288,7 @@ type paramView struct {
 }
 
 func viewOfAction(s runbook.Spec) actionView {
-	v := actionView{Name: s.Name, Description: s.Description, Destructive: s.Destructive, Uses: s.Uses, Params: []paramView{}}
+	v := actionView{Name: s.Name, Description: s.Description, Destructive: s.Destructive, Table: s.Table, Uses: s.Uses, Params: []paramView{}}
 	for _, d := range s.Params {
 		p := paramView{Name: d.Name, Type: d.Type, Required: d.Required, Secret: d.Secret, Description: d.Description}
 		if d.Default != nil {

@@ -183,6 +183,13 @@ func (f *factory) env() (*action.Env, error) {
 		Incident: f.incidentID,
 		Evidence: f.evidenceStore,
 		Files:    f.runbookDir,
+		Declared: func() (time.Time, error) {
+			inc, err := f.openIncident()
+			if err != nil {
+				return time.Time{}, err
+			}
+			return inc.DeclaredAt, nil
+		},
 		FingerprintKey: func() ([]byte, error) {
 			inc, err := f.openIncident()
 			if err != nil {

@@ -86,6 +86,10 @@ type StepReport struct {
 	Plan   *action.Plan   `json:"plan,omitempty"`
 	Result *action.Result `json:"result,omitempty"`
 	Error  string         `json:"error,omitempty"`
+	// Expect is the step's expectation and Seen what its result measured
+	// (see expect.go).
+	Expect string `json:"expect,omitempty"`
+	Seen   string `json:"seen,omitempty"`
 }
 
 // Report is what running one phase returns.
@@ -98,6 +102,8 @@ type Report struct {
 	// recorded results.
 	Inputs map[string]*runbook.Origin `json:"inputs,omitempty"`
 	Steps  []StepReport               `json:"steps"`
+	// Checks is a validate phase's pass/fail table.
+	Checks []Check `json:"checks,omitempty"`
 }
 
 // Steps returns the steps of phase, or a usage error when the runbook has
@@ -259,7 +265,7 @@ func (e *Engine) append(r incident.Record) error {
 	r.Incident, r.Operator = e.Incident.ID, e.Operator
 	e.redactRecord(&r)
 	if _, err := e.Journal.Append(r); err != nil {
-		return fmt.Errorf("journal: %w; stopping so that nothing happens unrecorded", err)
+		return journalError{fmt.Errorf("journal: %w; stopping so that nothing happens unrecorded", err)}
 	}
 	e.appended++
 	if n, err := strconv.Atoi(os.Getenv(KillAfterRecordEnv)); err == nil && n == e.appended {

@@ -137,3 +137,35 @@ func shortList(v any, n int) string {
 	}
 	return "[" + strings.Join(parts, " ") + "]"
 }
+
+// maxCheckCell bounds a cell of the validate table in text mode; -o json
+// carries the whole text.
+const maxCheckCell = 72
+
+// printChecks prints a validate phase's pass/fail table.
+func (e *Engine) printChecks(cs []Check) {
+	passed := 0
+	for _, c := range cs {
+		if c.Result == CheckPass {
+			passed++
+		}
+	}
+	e.printf("\nvalidate: %d of %d check(s) passed\n", passed, len(cs))
+	tw := tabwriter.NewWriter(e.Out, 0, 4, 2, ' ', 0)
+	fmt.Fprintf(tw, "    CHECK\tEXPECTED\tSEEN\tRESULT\n")
+	for _, c := range cs {
+		fmt.Fprintf(tw, "    %s\t%s\t%s\t%s\n", cell(c.Check), cell(c.Expected), cell(c.Seen), strings.ToUpper(c.Result))
+	}
+	tw.Flush()
+}
+
+func cell(s string) string {
+	s = Clean(s)
+	if r := []rune(s); len(r) > maxCheckCell {
+		s = string(r[:maxCheckCell-1]) + "…"
+	}
+	if s == "" {
+		s = "-"
+	}
+	return s
+}

@@ -192,7 +192,7 @@ func (e *Engine) runPhase(ctx context.Context, phase string, o RunOptions) (*Rep
 	if err := e.Preflight(ctx, todo); err != nil {
 		return rep, e.stopped(ctx, phase, "preflight", err)
 	}
-	var partial []string
+	var partial, failed []string
 	for i, s := range steps {
 		e.printf("\n[%d/%d] %s (%s)\n", i+1, len(steps), Clean(s.Name), s.Action)
 		if seq, done := o.Done[keyOf(s)]; done {
@@ -210,12 +210,18 @@ func (e *Engine) runPhase(ctx context.Context, phase string, o RunOptions) (*Rep
 		}
 		sr, err := e.runStep(ctx, s)
 		rep.Steps = append(rep.Steps, sr)
-		if err != nil {
+		if err != nil && !keepChecking(ctx, phase, err) {
 			return rep, err
 		}
-		if sr.Status == "partial" {
+		switch {
+		case err != nil, sr.Status == "failed", sr.Status == "partial" && phase == runbook.PhaseValidate:
+			failed = append(failed, s.Name)
+		case sr.Status == "partial":
 			partial = append(partial, s.Name)
 		}
+	}
+	if err := e.endChecks(phase, rep, failed); err != nil {
+		return rep, err
 	}
 	if len(partial) > 0 {
 		return rep, exitcode.New(exitcode.Partial, "phase %s: some targets failed in step(s) %s", phase, strings.Join(partial, ", "))
@@ -288,8 +294,7 @@ func (e *Engine) runStep(ctx context.Context, s runbook.Step) (StepReport, error
 		}
 		e.printf("  error: %s\n", Clean(err.Error()))
 		if res != nil && (res.Changed > 0 || res.Summary != "") {
-			e.printf("  changed before it stopped: %s (recorded; `irctl undo %s` reverses it)\n", Clean(res.Summary), s.Phase)
-			e.printFailures(res.Failed)
+			e.printStopped(s, res)
 		}
 		if exitcode.Code(err) == exitcode.Error {
 			err = fmt.Errorf("step %s (%s): %w", s.Name, sr.Where, err)
@@ -305,6 +310,7 @@ func (e *Engine) runStep(ctx context.Context, s runbook.Step) (StepReport, error
 	}
 	sr.Plan = plan
 	e.printPlan(e.Out, plan)
+	e.printExpect(s, &sr)
 	planRec := incident.Record{Plan: plan.Summary, PlanCount: intp(plan.Count)}
 
 	if plan.Noop {
@@ -358,9 +364,6 @@ func (e *Engine) runStep(ctx context.Context, s runbook.Step) (StepReport, error
 	sr.Result = res
 	out := incident.Record{Kind: incident.KindOutcome}
 	e.fillResult(&out, res)
-	if err := e.record(out, s, a); err != nil {
-		return sr, err
-	}
 	sr.Status = "applied"
 	if e.Env.DryRun == action.DryRunServer {
 		sr.Status = "dry-run"
@@ -372,6 +375,13 @@ func (e *Engine) runStep(ctx context.Context, s runbook.Step) (StepReport, error
 	if len(res.Failed) > 0 {
 		sr.Status = "partial"
 		e.printFailures(res.Failed)
+	}
+	// A failed expectation is the step's outcome error; the phase goes on.
+	if xerr := e.expectation(s, res, &sr); xerr != nil {
+		out.Error = xerr.Error()
+	}
+	if err := e.record(out, s, a); err != nil {
+		return sr, err
 	}
 	return sr, nil
 }

@@ -63,6 +63,9 @@ type Step struct {
 	Unresolved []string
 
 	uses map[string]bool // runbook params its templates reference
+	// Expect is the step's assertion on its result table (`expect:`), nil
+	// when it has none.
+	Expect *Expect
 }
 
 // Where returns "file:line" for messages.
@@ -130,6 +133,7 @@ type stepDoc struct {
 	Description string         `yaml:"description"`
 	Timeout     string         `yaml:"timeout"`
 	With        map[string]any `yaml:"with"`
+	Expect      yaml.Node      `yaml:"expect"`
 }
 
 var yamlLine = regexp.MustCompile(`^line (\d+): (.*)$`)
@@ -307,6 +311,9 @@ func Load(file string, data []byte, o Options) (*Runbook, error) {
 				add(valueLine(stepNode, "action"), "step %s: unknown action %q%s (see `irctl actions`)", st.Name, sd.Action, suggest(sd.Action, catalogNames(o.Catalog)))
 				rb.Phases[phase] = append(rb.Phases[phase], st)
 				continue
+			}
+			for _, p := range checkStep(&st, spec, &sd.Expect, stepNode) {
+				add(p.Line, "%s", p.Msg)
 			}
 			withNode := child(stepNode, "with")
 			st.uses = paramRefs(sd.With)

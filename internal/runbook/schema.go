@@ -14,7 +14,11 @@ import (
 )
 
 // Phases are the incident phases in the order `irctl run` executes them.
-var Phases = []string{"contain", "assess", "preserve", "eradicate", "recover", "notify", "validate"}
+var Phases = []string{"contain", "assess", "preserve", "eradicate", "recover", "notify", PhaseValidate}
+
+// PhaseValidate is the phase of assertions: its steps are read-only
+// checks, all of which run, and it ends with a pass/fail table.
+const PhaseValidate = "validate"
 
 // IsPhase reports whether name is one of Phases.
 func IsPhase(name string) bool {
@@ -85,6 +89,9 @@ type Spec struct {
 	// Timeout is the step's default deadline (a step may set its own with
 	// `timeout:`); zero means the engine's DefaultStepTimeout.
 	Timeout time.Duration
+	// Table says the action's result is a table (rows of a query, objects
+	// found), which a step's `expect:` can judge.
+	Table bool
 }
 
 func (s *Spec) param(name string) (ParamDef, bool) {

@@ -39,5 +39,6 @@ func Registry() *action.Registry {
 		kubeaction.Find{},
 		manual.Step{},
 		kubeaction.Apply{},
+		kubeaction.SecretsRotated{},
 	)
 }

@@ -10,6 +10,8 @@ import (
 	"net/http"
 	"net/url"
 	"regexp"
+	"sort"
+	"strings"
 	"time"
 
 	"irctl.dev/irctl/internal/action"
@@ -35,8 +37,9 @@ const (
 func (Check) Spec() runbook.Spec {
 	return runbook.Spec{
 		Name: "http.check",
-		Description: "Health check: GET a URL and expect a status (default 200) and optionally a body matching a regexp, " +
-			"retrying at an interval; fails when no attempt passes. Changes nothing.",
+		Description: "Health check: GET a URL (optionally with headers or a bearer token, never shown) and expect a status (default 200) " +
+			"and optionally a body matching a regexp, retrying at an interval; fails when no attempt passes. Changes nothing. " +
+			"With status 401 it checks that a credential is refused.",
 		Params: []runbook.ParamDef{
 			// Secret: the URL may carry user:password@, so the journal shows
 			// it redacted; plans and results show it without the userinfo.
@@ -46,6 +49,10 @@ func (Check) Spec() runbook.Spec {
 			{Name: "timeout", Type: runbook.Duration, Default: defaultTimeout, Description: "timeout of each attempt"},
 			{Name: "retries", Type: runbook.Int, Description: "further attempts after a failed one"},
 			{Name: "interval", Type: runbook.Duration, Default: defaultInterval, Description: "wait between attempts"},
+			// Secret: headers carry credentials (the check that a leaked key
+			// is refused sends it); plans show their names only.
+			{Name: "headers", Type: runbook.Map, Secret: true, Description: "request headers, e.g. {X-API-Key: \"{{ .leaked_key }}\"}; only their names are ever shown"},
+			{Name: "bearer", Type: runbook.String, Secret: true, Description: "a token sent as Authorization: Bearer; never shown"},
 		},
 		Validate: func(p runbook.Params) error {
 			_, err := params(p)
@@ -62,6 +69,7 @@ type checkParams struct {
 	timeout  time.Duration
 	retries  int
 	interval time.Duration
+	header   http.Header
 }
 
 func params(p runbook.Params) (checkParams, error) {
@@ -89,7 +97,45 @@ func params(p runbook.Params) (checkParams, error) {
 	if c.interval < 0 {
 		return c, fmt.Errorf("interval %s: want 0 or more", c.interval)
 	}
+	c.header = http.Header{}
+	for k, v := range p.Map("headers") {
+		if !validHeaderName(k) {
+			return c, fmt.Errorf("headers: %q is not a header name", k)
+		}
+		// The value is a secret: say what is wrong, never what it is.
+		if strings.ContainsAny(v, "\r\n\x00") {
+			return c, fmt.Errorf("headers: the value of %s has a line break or NUL", k)
+		}
+		c.header.Set(k, v)
+	}
+	// An empty token sends no Authorization header, and a check that a
+	// credential is refused would pass on "missing credentials".
+	if p.Has("bearer") && p.String("bearer") == "" {
+		return c, fmt.Errorf("bearer is empty: the check would send no credential at all")
+	}
+	if b := p.String("bearer"); b != "" {
+		if c.header.Get("Authorization") != "" {
+			return c, fmt.Errorf("give bearer or an Authorization header, not both")
+		}
+		if strings.ContainsAny(b, "\r\n\x00 ") {
+			return c, fmt.Errorf("bearer: the token has a space, line break or NUL")
+		}
+		c.header.Set("Authorization", "Bearer "+b)
+	}
 	return c, nil
+}
+
+// validHeaderName is RFC 9110's token.
+func validHeaderName(s string) bool {
+	if s == "" {
+		return false
+	}
+	for _, r := range s {
+		if r > 0x7e || r <= ' ' || strings.ContainsRune(`"(),/:;<=>?@[\]{}`, r) {
+			return false
+		}
+	}
+	return true
 }
 
 // Redact drops the userinfo of a URL (user and password both: a user
@@ -104,7 +150,16 @@ func Redact(s string) string {
 }
 
 func (c checkParams) what() string {
-	s := fmt.Sprintf("GET %s expecting %d", Redact(c.url.String()), c.status)
+	s := fmt.Sprintf("GET %s", Redact(c.url.String()))
+	if len(c.header) > 0 {
+		names := make([]string, 0, len(c.header))
+		for k := range c.header {
+			names = append(names, k)
+		}
+		sort.Strings(names)
+		s += " with " + strings.Join(names, ", ")
+	}
+	s += fmt.Sprintf(" expecting %d", c.status)
 	if c.body != nil {
 		s += fmt.Sprintf(" and a body matching %q", c.body.String())
 	}
@@ -159,6 +214,7 @@ func (c checkParams) attempt(ctx context.Context, client *http.Client) error {
 	if err != nil {
 		return errors.New("bad request")
 	}
+	req.Header = c.header.Clone()
 	resp, err := client.Do(req)
 	if err != nil {
 		// *url.Error repeats the URL; say only what went wrong.

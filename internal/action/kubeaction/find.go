@@ -89,7 +89,8 @@ func (Find) Spec() runbook.Spec {
 		Description: "Search objects of many kinds in all namespaces for indicators: substrings or regular expressions in names, labels, " +
 			"container images, service accounts and RBAC subjects, and images from given (or not allowed) registries; " +
 			"a table of matches. Secrets and ConfigMaps are searched by metadata only. With expect_none the step fails on any match.",
-		Uses: []string{runbook.UsesKubernetes},
+		Uses:  []string{runbook.UsesKubernetes},
+		Table: true, // `expect:` judges its rows
 		Params: []runbook.ParamDef{
 			{Name: "indicators", Type: runbook.Strings, Description: "substrings to look for (case-insensitive)"},
 			{Name: "patterns", Type: runbook.Strings, Description: "regular expressions (RE2) to look for"},

@@ -35,6 +35,7 @@ func (Query) Spec() runbook.Spec {
 	return runbook.Spec{
 		Name:        "prom.query",
 		Timeout:     2 * time.Minute, // the step's default deadline
+		Table:       true,            // `expect:` judges its rows
 		Description: "Run an instant PromQL query (GET /api/v1/query) against Prometheus; show the series as a table and save the raw response as evidence.",
 		Params: []runbook.ParamDef{
 			{Name: "url", Type: runbook.String, Required: true, Description: "Prometheus base URL, e.g. http://prometheus.monitoring.svc:9090"},

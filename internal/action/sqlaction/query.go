@@ -37,6 +37,7 @@ func (Query) Spec() runbook.Spec {
 		Timeout:     15 * time.Minute, // the step's default deadline
 		Description: "Run a parameterised query in a READ ONLY transaction; show the rows and save them all as evidence (JSON lines or CSV) with the SQL, params and row count.",
 		Uses:        []string{runbook.UsesPostgres},
+		Table:       true, // `expect:` judges its rows
 		Params: []runbook.ParamDef{
 			{Name: "sql", Type: runbook.String, Required: true, SQL: true, Description: "the query, with $1, $2... placeholders (no templates: bind values with args)"},
 			{Name: "args", Type: runbook.Any, Description: "values bound to $1, $2...: runbook params keep their types (ints, strings, cidrs, ips, durations)"},
