@@ -72,7 +72,7 @@ fuzz: sandbox-bins ## fuzz every input that reaches SQL against the sandbox's Po
 		test "$${PIPESTATUS[0]}" -eq 0; \
 	done
 
-drill: build sandbox-bins ## bring up the sandbox, run the incident (contain to recover) non-interactively, verify the evidence, tear down
+drill: build sandbox-bins ## bring up the sandbox, run the incident (contain to validate) non-interactively, verify the evidence, tear down
 	@set -euo pipefail; \
 	trap '$(BIN)/irctl sandbox down --dir $(DRILL_DIR) >/dev/null 2>&1 || true' EXIT; \
 	$(BIN)/irctl sandbox down --dir $(DRILL_DIR) >/dev/null 2>&1 || true; \
@@ -95,7 +95,9 @@ drill: build sandbox-bins ## bring up the sandbox, run the incident (contain to 
 	echo; echo "== irctl eradicate --yes (the manual step is recorded as skipped: nobody confirms in a drill)"; \
 	$(BIN)/irctl eradicate --yes; \
 	echo; echo "== irctl recover --yes"; \
-	$(BIN)/irctl recover --yes; \
+	$(BIN)/irctl recover --yes --set api_url=$$ORCHESTRATOR_URL; \
+	echo; echo "== irctl validate (the attacker's leaked key and stolen JWT, from the sandbox's env)"; \
+	$(BIN)/irctl validate --set api_url=$$ORCHESTRATOR_URL --set leaked_api_key=$$ATTACKER_API_KEY --set stolen_jwt=$$ATTACKER_JWT; \
 	echo; echo "== irctl evidence verify"; \
 	$(BIN)/irctl evidence verify; \
 	echo; echo "== journal: irctl status"; \

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"net/http"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -12,6 +13,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 
+	"irctl.dev/irctl/internal/incident"
 	"irctl.dev/irctl/internal/sandbox"
 	"irctl.dev/irctl/internal/sandbox/sandboxtest"
 )
@@ -150,6 +152,26 @@ func TestSecurityIncidentRunbookEndToEnd(t *testing.T) {
 
 	e.mustRun("assess", "--yes", "--set", "suspicious_ips="+seededAttackers)
 
+	// Validate fails while the attack is in place, naming what is not
+	// over, and every check ran.
+	validate := func() result {
+		return e.run("validate", "-o", "json", "--set", "api_url="+e.sb.OrchestratorURL,
+			"--set", "leaked_api_key="+e.sb.AttackerAPIKey, "--set", "stolen_jwt="+e.sb.AttackerJWT)
+	}
+	r := validate()
+	if r.code != 1 {
+		t.Fatalf("validate before eradicate: exit %d, want 1\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	failed := map[string]bool{}
+	for _, rep := range parseReports(t, r.stdout) {
+		for _, c := range rep.Checks {
+			failed[c.Check] = c.Result != "pass"
+		}
+	}
+	if len(failed) != 6 || !failed["secrets-rotated"] || failed["leaked-key-refused"] {
+		t.Errorf("validate before eradicate: %v, want 6 checks with secrets-rotated failing and the revoked key refused", failed)
+	}
+
 	// Eradicate rehearsed: nothing changes, and the plan counts what the
 	// real run then changes.
 	before := e.state()
@@ -196,8 +218,31 @@ func TestSecurityIncidentRunbookEndToEnd(t *testing.T) {
 		t.Errorf("after eradicate /health is %d, want 200", got)
 	}
 
-	e.mustRun("recover", "--yes")
+	e.mustRun("recover", "--yes", "--set", "api_url="+e.sb.OrchestratorURL)
 	if got := e.health(); got != http.StatusOK {
 		t.Errorf("after recover /health is %d, want 200", got)
 	}
+	if r := validate(); r.code != 0 {
+		t.Fatalf("validate after the incident: exit %d, want 0\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	for _, secret := range []string{e.sb.AttackerAPIKey, e.sb.AttackerJWT} {
+		for _, rec := range e.journalText() {
+			if strings.Contains(rec, secret) {
+				t.Fatalf("a secret --set value is in the journal: %s", rec)
+			}
+		}
+	}
+}
+
+func (e *e2e) journalText() []string {
+	e.t.Helper()
+	inc, err := incident.Open(e.stateDir, e.incident)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	data, err := os.ReadFile(inc.JournalPath())
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return strings.Split(string(data), "\n")
 }
