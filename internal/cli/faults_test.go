@@ -142,7 +142,7 @@ func (h *harness) kubeState() string {
 		spec, _ := json.Marshal(np.Spec)
 		fmt.Fprintf(&b, " policy[%s %s]", kubeaction.FormatLabels(np.Labels), spec)
 	}
-	s, err := h.cs.CoreV1().Secrets(h.ns).Get(ctx, "orchestrator-jwt-secret-emergency", metav1.GetOptions{})
+	s, err := h.cs.CoreV1().Secrets(h.ns).Get(ctx, "orchestrator-jwt-secret", metav1.GetOptions{})
 	if err == nil {
 		fmt.Fprintf(&b, " secret[%s %s %s len=%d keys=%d]", kubeaction.FormatLabels(s.Labels), kubeaction.FormatLabels(s.Annotations), s.Type, len(s.Data["secret"]), len(s.Data))
 	}

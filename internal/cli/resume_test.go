@@ -52,7 +52,7 @@ func (h *harness) containState() string {
 		spec, _ := json.Marshal(p.Spec)
 		fmt.Fprintf(&b, "policy %s: %s\n", p.Name, spec)
 	}
-	sec, err := h.cs.CoreV1().Secrets(h.ns).Get(ctx, "orchestrator-jwt-secret-emergency", metav1.GetOptions{})
+	sec, err := h.cs.CoreV1().Secrets(h.ns).Get(ctx, "orchestrator-jwt-secret", metav1.GetOptions{})
 	switch {
 	case apierrors.IsNotFound(err):
 		b.WriteString("secret: none\n")

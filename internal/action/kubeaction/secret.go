@@ -23,9 +23,11 @@ import (
 
 // The annotations a rotated Secret carries. RotatedForIncident is the
 // incident it was rotated for, so that running the phase again does not
-// rotate it again (and log everybody out twice); RotatedAt is when
-// (RFC 3339, UTC), which a validation can compare with the consumers' pod
-// start times (a Secret's creationTimestamp does not change on rotation).
+// rotate it again (and log everybody out twice); RotatedAt is when (RFC
+// 3339 with fractional seconds, UTC), which a validation can compare with
+// the consumers' pod start times and k8s.rollout-restart's after_rotation_of
+// with the last restart (a Secret's creationTimestamp does not change on
+// rotation).
 const (
 	RotatedForIncident = "irctl.dev/rotated-for-incident"
 	RotatedAt          = "irctl.dev/rotated-at"
@@ -239,7 +241,7 @@ func rotationAnnotations(env *action.Env) map[string]string {
 	if env.Now != nil {
 		now = env.Now
 	}
-	a := map[string]string{RotatedAt: now().UTC().Format(time.RFC3339)}
+	a := map[string]string{RotatedAt: now().UTC().Format(time.RFC3339Nano)}
 	if env.Incident != "" {
 		a[RotatedForIncident] = env.Incident
 	}
