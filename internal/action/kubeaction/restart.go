@@ -162,7 +162,10 @@ func restartedSinceRotation(ctx context.Context, c *kube.Clients, ns, name, rest
 	}
 	rotated, rerr := time.Parse(time.RFC3339, s.Annotations[RotatedAt])
 	restarted, serr := time.Parse(time.RFC3339, restartedAt)
-	if rerr != nil || serr != nil || restarted.Before(rotated) {
+	// restartedAt has whole seconds (as kubectl writes it): a restart in
+	// the second of the rotation counts as after it, since the runbook
+	// restarts after rotating.
+	if rerr != nil || serr != nil || restarted.Before(rotated.Truncate(time.Second)) {
 		return false, "", nil
 	}
 	return true, fmt.Sprintf("restarted %s, rotated %s", restartedAt, s.Annotations[RotatedAt]), nil
