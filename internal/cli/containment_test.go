@@ -128,6 +128,9 @@ func TestContainPhaseEndToEndOnTheDemoPlatform(t *testing.T) {
 		if r := h.run("undo", "contain", "--yes"); r.code != 0 {
 			t.Errorf("undo contain: exit %d\n%s%s", r.code, r.stdout, r.stderr)
 		}
+		for name := range h.demoPods(kubeaction.LabelForensicCopyOf) {
+			_ = h.cs.CoreV1().Pods(sandbox.DemoNamespace).Delete(context.Background(), name, metav1.DeleteOptions{})
+		}
 		for name := range h.demoPods("quarantine") {
 			_ = h.cs.CoreV1().Pods(sandbox.DemoNamespace).Delete(context.Background(), name, metav1.DeleteOptions{})
 		}
@@ -245,6 +248,22 @@ func TestContainPhaseEndToEndOnTheDemoPlatform(t *testing.T) {
 	}
 	if len(h.demoPods("quarantine=true")) != 3 {
 		t.Errorf("the rerun quarantined more pods: %v", h.demoPods("quarantine=true"))
+	}
+
+	// Preserve collects the quarantined pods (evidence_selector), not
+	// their replacements: their logs, and forensic copies of them.
+	r = h.run(append([]string{"preserve", "--yes"}, set...)...)
+	if r.code != 0 || !strings.Contains(r.stdout, "saved 3 of 3 container log(s)") || !strings.Contains(r.stdout, "created 3 forensic copies") {
+		t.Fatalf("preserve: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	copies := h.demoPods(kubeaction.LabelForensicCopyOf)
+	for _, c := range copies {
+		if orig[c.Labels[kubeaction.LabelForensicCopyOf]] == nil {
+			t.Errorf("forensic copy %s is of %s, not of a quarantined pod", c.Name, c.Labels[kubeaction.LabelForensicCopyOf])
+		}
+	}
+	if len(copies) != 3 {
+		t.Errorf("want 3 forensic copies, have %d", len(copies))
 	}
 }
 

@@ -158,6 +158,17 @@ func (h *harness) runIn(ctx context.Context, stdin string, args ...string) resul
 // namespace with its defaults (TestContainPhaseEndToEndOnTheDemoPlatform).
 var defaultRunbookSets = []string{"--set", "jwt_consumer_deployment=", "--set", "evidence_selector=app=orchestrator"}
 
+// binarySets are the --set flags the tests that run the irctl binary give
+// every command: this harness's namespace, and defaultRunbookSets for the
+// shipped default runbook.
+func (h *harness) binarySets(args []string) []string {
+	sets := []string{"--set", "namespace=" + h.ns}
+	if !hasRunbookFlag(args) {
+		sets = append(sets, defaultRunbookSets...)
+	}
+	return sets
+}
+
 // hasRunbookFlag reports whether args name a runbook (-f, --runbook).
 func hasRunbookFlag(args []string) bool {
 	for _, a := range args {

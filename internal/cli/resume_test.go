@@ -107,7 +107,7 @@ func (h *harness) runBinary(env []string, args ...string) (*os.ProcessState, str
 		h.t.Fatal(err)
 	}
 	full := append([]string{"--kubeconfig", h.sb.KubeconfigPath, "--database-url", h.sb.DatabaseURL,
-		"--state-dir", h.stateDir, "--incident", h.incident, "--set", "namespace=" + h.ns}, args...)
+		"--state-dir", h.stateDir, "--incident", h.incident}, append(h.binarySets(args), args...)...)
 	cmd := exec.Command(bin, full...)
 	cmd.Env = append(os.Environ(), env...)
 	var stderr bytes.Buffer

@@ -346,19 +346,22 @@ func (Label) Plan(ctx context.Context, env *action.Env, p runbook.Params) (*acti
 	}
 	what := describeChange(want, remove, detach)
 	plan := &action.Plan{
-		Summary:  fmt.Sprintf("%s on %d of %d pods in %s", what, len(changes), len(pods), ns),
+		Summary:  planSummary(want, remove, detach, len(changes), len(pods), ns),
 		Targets:  action.Abbreviate(targets, 20),
 		Count:    len(changes),
 		Noop:     len(changes) == 0,
 		Warnings: warnings,
 		State:    changes,
 	}
-	if detach && len(changes) > 0 {
+	if detaching(changes) {
 		plan.Warnings = append(plan.Warnings, "undo puts the removed labels back: the ReplicaSet adopts the pods again and deletes as many pods as it then has too many (the controller chooses which, usually the newest); "+
 			"if the Deployment rolled out since, its old ReplicaSet, scaled to 0, deletes the re-attached pods - release quarantine per pod (remove: [quarantine]) to keep them")
 	}
 	if plan.Noop {
 		plan.Summary = fmt.Sprintf("all %d pods in %s already are as asked (%s)", len(pods), ns, what)
+		if len(want) > 0 && len(remove) == 0 {
+			plan.Summary = fmt.Sprintf("all %d pods in %s already have %s", len(pods), ns, FormatLabels(want))
+		}
 	}
 	return plan, nil
 }
@@ -376,6 +379,35 @@ func prevOf(old string, had bool) *string {
 		return nil
 	}
 	return &old
+}
+
+// detaching: some change removes labels a ReplicaSet or Service selects.
+func detaching(changes []labelChange) bool {
+	for _, ch := range changes {
+		if len(ch.Annotations) > 0 {
+			return true
+		}
+	}
+	return false
+}
+
+// planSummary: "label 3 of 3 pods in ns with quarantine=true and detach
+// them from their ReplicaSet and Services", "remove quarantine from 1 of
+// 1 pods in ns".
+func planSummary(set map[string]string, remove []string, detach bool, n, of int, ns string) string {
+	var b strings.Builder
+	if len(set) > 0 {
+		fmt.Fprintf(&b, "label %d of %d pods in %s with %s", n, of, ns, FormatLabels(set))
+		if len(remove) > 0 {
+			b.WriteString(", removing " + strings.Join(remove, ","))
+		}
+	} else {
+		fmt.Fprintf(&b, "remove %s from %d of %d pods in %s", strings.Join(remove, ","), n, of, ns)
+	}
+	if detach {
+		b.WriteString(" and detach them from their ReplicaSet and Services")
+	}
+	return b.String()
 }
 
 // describeChange says what a step does to each pod, for summaries.
@@ -411,6 +443,9 @@ func (Label) Apply(ctx context.Context, env *action.Env, p runbook.Params, plan 
 		}
 	}
 	summary := fmt.Sprintf("%s: %d pods in %s", describeChange(p.Map("labels"), p.Strings("remove"), p.Bool("detach")), len(done), ns)
+	if set := p.Map("labels"); len(set) > 0 && len(p.Strings("remove")) == 0 {
+		summary = fmt.Sprintf("labelled %d pods in %s with %s", len(done), ns, FormatLabels(set))
+	}
 	if p.Bool("detach") {
 		summary += fmt.Sprintf(" (%d detached from their ReplicaSet or Services)", detached)
 	}
