@@ -23,10 +23,10 @@ const revokeKeys = 1_000_000
 
 // revokeSQL is the shipped revoke step's statement with the runbook's
 // default break-glass keys written in, as a responder would type it.
-const revokeSQL = `UPDATE api_keys SET revoked_at = now() WHERE revoked_at IS NULL AND NOT (name = ANY('{break-glass-primary,break-glass-secondary}'::text[]))`
+const revokeSQL = `UPDATE api_keys SET revoked_at = now() WHERE revoked_at IS NULL AND NOT (key_prefix = ANY('{sk_live_bg01a7f3,sk_live_bg02c9e8}'::text[]))`
 
 // seedKeys replaces the rows of api_keys with n active keys, two of them
-// the break-glass keys, the same rows every time, then vacuums, analyses
+// the break-glass keys (the runbook's default key prefixes), the same rows every time, then vacuums, analyses
 // and checkpoints, so each run starts from the same table on disk.
 func seedKeys(ctx context.Context, url, adminURL string, n int) error {
 	conn, err := pgx.Connect(ctx, url)
@@ -39,7 +39,7 @@ func seedKeys(ctx context.Context, url, adminURL string, n int) error {
 		`INSERT INTO api_keys (user_id, name, key_prefix, key_hash, created_at, last_used_at)
 		 SELECT 1 + g % 50,
 		        CASE g WHEN 1 THEN 'break-glass-primary' WHEN 2 THEN 'break-glass-secondary' ELSE 'key-' || g END,
-		        'sk_live_' || substr(md5('p' || g), 1, 8), md5('h' || g),
+		        CASE g WHEN 1 THEN 'sk_live_bg01a7f3' WHEN 2 THEN 'sk_live_bg02c9e8' ELSE 'sk_live_' || substr(md5('p' || g), 1, 8) END, md5('h' || g),
 		        timestamptz '2026-01-01' + g * interval '1 second', timestamptz '2026-06-01' + g * interval '1 second'
 		 FROM generate_series(1, $1::int) AS g`,
 		`VACUUM (ANALYZE) api_keys`,

@@ -47,6 +47,7 @@ func TestContainLabelsPodsRevokesKeysAndJournals(t *testing.T) {
 		"isolate-quarantined-pods":     "intent,outcome",
 		"revoke-api-keys":              "intent,outcome",
 		"rotate-jwt-secret":            "intent,outcome",
+		"restart-jwt-consumers":        "noop",
 		"disable-compromised-accounts": "noop",
 	}
 	for step, w := range want {
@@ -67,8 +68,8 @@ func TestContainLabelsPodsRevokesKeysAndJournals(t *testing.T) {
 	// A second run changes nothing and says so.
 	before, dbBefore := h.podState(), h.dbState()
 	r = h.run("contain", "--yes")
-	if r.code != 0 || strings.Count(r.stdout, "nothing to change") != 5 {
-		t.Fatalf("second contain should be a no-op for all 5 steps: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	if r.code != 0 || strings.Count(r.stdout, "nothing to change") != 6 {
+		t.Fatalf("second contain should be a no-op for all 6 steps: exit %d\n%s%s", r.code, r.stdout, r.stderr)
 	}
 	if !equalMaps(before, h.podState()) || dbBefore != h.dbState() {
 		t.Error("second contain changed something")

@@ -92,14 +92,21 @@ func (e *e2e) api(header, value string) int {
 	return resp.StatusCode
 }
 
+// health is the stand-in's /health, given a few seconds to settle: it
+// takes up a new configuration shortly after a rollout completes, as a
+// load balancer's health check would see.
 func (e *e2e) health() int {
 	e.t.Helper()
-	resp, err := http.Get(e.sb.OrchestratorURL + "/health")
-	if err != nil {
-		e.t.Fatal(err)
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(200 * time.Millisecond) {
+		resp, err := http.Get(e.sb.OrchestratorURL + "/health")
+		if err != nil {
+			e.t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode == http.StatusOK || time.Now().After(deadline) {
+			return resp.StatusCode
+		}
 	}
-	resp.Body.Close()
-	return resp.StatusCode
 }
 
 // state is what the eradicate phase changes, so a dry run can be shown to
@@ -149,6 +156,9 @@ func TestSecurityIncidentRunbookEndToEnd(t *testing.T) {
 	if got := e.api("X-API-Key", e.sb.AttackerAPIKey); got != http.StatusUnauthorized {
 		t.Errorf("after contain, the leaked key gets %d, want 401", got)
 	}
+	if got := e.api("Authorization", "Bearer "+e.sb.AttackerJWT); got != http.StatusUnauthorized {
+		t.Errorf("after contain, the stolen JWT gets %d, want 401 (the signing secret rotated and the service restarted)", got)
+	}
 
 	e.mustRun("assess", "--yes", "--set", "suspicious_ips="+seededAttackers)
 
@@ -168,8 +178,8 @@ func TestSecurityIncidentRunbookEndToEnd(t *testing.T) {
 			failed[c.Check] = c.Result != "pass"
 		}
 	}
-	if len(failed) != 6 || !failed["secrets-rotated"] || failed["leaked-key-refused"] {
-		t.Errorf("validate before eradicate: %v, want 6 checks with secrets-rotated failing and the revoked key refused", failed)
+	if len(failed) != 6 || !failed["secrets-rotated"] || failed["leaked-key-refused"] || failed["stolen-jwt-refused"] {
+		t.Errorf("validate before eradicate: %v, want 6 checks, the database password not yet rotated, the leaked key and the stolen JWT refused", failed)
 	}
 
 	// Eradicate rehearsed: nothing changes, and the plan counts what the

@@ -266,7 +266,8 @@ func (h *harness) podVersions() string {
 func TestShippedRoleIsEnoughForContainAndEveryRuleIsNeeded(t *testing.T) {
 	h := newHarness(t, 3)
 	r := h.newResponder()
-	perms := h.phasePermissions("../../runbooks/security-incident.yaml", map[string]string{"namespace": h.ns}, "contain")
+	// As the harness runs it (defaultRunbookSets): no restart to do.
+	perms := h.phasePermissions("../../runbooks/security-incident.yaml", map[string]string{"namespace": h.ns, "jwt_consumer_deployment": "", "evidence_selector": "app=orchestrator"}, "contain")
 	checkEveryRuleIsNeeded(t, h, r, perms, h.podVersions, "contain", "--yes")
 
 	for name, st := range h.podState() {
@@ -277,7 +278,7 @@ func TestShippedRoleIsEnoughForContainAndEveryRuleIsNeeded(t *testing.T) {
 	if _, err := h.cs.NetworkingV1().NetworkPolicies(h.ns).Get(t.Context(), "quarantine-policy", metav1.GetOptions{}); err != nil {
 		t.Errorf("quarantine-policy: %v", err)
 	}
-	if _, err := h.cs.CoreV1().Secrets(h.ns).Get(t.Context(), "orchestrator-jwt-secret-emergency", metav1.GetOptions{}); err != nil {
+	if _, err := h.cs.CoreV1().Secrets(h.ns).Get(t.Context(), "orchestrator-jwt-secret", metav1.GetOptions{}); err != nil {
 		t.Errorf("rotated secret: %v", err)
 	}
 }
@@ -388,7 +389,7 @@ func TestRotatedSecretValueNeverReachesOutputOrJournal(t *testing.T) {
 	if r.code != 0 {
 		t.Fatalf("contain: exit %d %s", r.code, r.stderr)
 	}
-	s, err := h.cs.CoreV1().Secrets(h.ns).Get(t.Context(), "orchestrator-jwt-secret-emergency", metav1.GetOptions{})
+	s, err := h.cs.CoreV1().Secrets(h.ns).Get(t.Context(), "orchestrator-jwt-secret", metav1.GetOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -46,7 +46,7 @@ func (h *harness) startOnPTY(args ...string) *terminal {
 		h.t.Fatalf("build irctl: %v", err)
 	}
 	full := append([]string{"--kubeconfig", h.sb.KubeconfigPath, "--database-url", h.sb.DatabaseURL,
-		"--state-dir", h.stateDir, "--incident", h.incident, "--set", "namespace=" + h.ns}, args...)
+		"--state-dir", h.stateDir, "--incident", h.incident}, append(h.binarySets(args), args...)...)
 	cmd := exec.Command(bin, full...)
 	cmd.Env = append(os.Environ(), "TERM=xterm-256color")
 	tty, err := pty.StartWithSize(cmd, &pty.Winsize{Rows: 40, Cols: 120})

@@ -486,7 +486,8 @@ func TestShippedRoleCheckSeesMissingAndExtraRules(t *testing.T) {
 func TestShippedRoleIsEnoughForClusterCompromisePreserve(t *testing.T) {
 	h := newHarness(t, 2)
 	r := h.newResponder()
-	res := r.run("preserve", "--yes", "-f", "../../runbooks/k8s-cluster-compromise.yaml", "--set", "affected_selector=app=orchestrator")
+	res := r.run("preserve", "--yes", "-f", "../../runbooks/k8s-cluster-compromise.yaml", "--set", "affected_selector=app=orchestrator",
+		"--set", "evidence_selector=app=orchestrator") // not contained first: the pods are not quarantined
 	t.Logf("exit %d\n%s%s", res.code, res.stdout, res.stderr)
 	if res.code != 0 || strings.Contains(res.stderr, "permission preflight") || strings.Contains(res.stderr, "forbidden") {
 		t.Fatalf("preserve as the responder: exit %d, want 0", res.code)

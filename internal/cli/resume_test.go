@@ -52,7 +52,7 @@ func (h *harness) containState() string {
 		spec, _ := json.Marshal(p.Spec)
 		fmt.Fprintf(&b, "policy %s: %s\n", p.Name, spec)
 	}
-	sec, err := h.cs.CoreV1().Secrets(h.ns).Get(ctx, "orchestrator-jwt-secret-emergency", metav1.GetOptions{})
+	sec, err := h.cs.CoreV1().Secrets(h.ns).Get(ctx, "orchestrator-jwt-secret", metav1.GetOptions{})
 	switch {
 	case apierrors.IsNotFound(err):
 		b.WriteString("secret: none\n")
@@ -107,7 +107,7 @@ func (h *harness) runBinary(env []string, args ...string) (*os.ProcessState, str
 		h.t.Fatal(err)
 	}
 	full := append([]string{"--kubeconfig", h.sb.KubeconfigPath, "--database-url", h.sb.DatabaseURL,
-		"--state-dir", h.stateDir, "--incident", h.incident, "--set", "namespace=" + h.ns}, args...)
+		"--state-dir", h.stateDir, "--incident", h.incident}, append(h.binarySets(args), args...)...)
 	cmd := exec.Command(bin, full...)
 	cmd.Env = append(os.Environ(), env...)
 	var stderr bytes.Buffer

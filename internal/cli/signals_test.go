@@ -32,7 +32,7 @@ func (h *harness) startIrctl(dbURL string, args ...string) (*exec.Cmd, *bytes.Bu
 		h.t.Fatal(err)
 	}
 	full := append([]string{"--kubeconfig", h.sb.KubeconfigPath, "--database-url", dbURL,
-		"--state-dir", h.stateDir, "--incident", h.incident, "--set", "namespace=" + h.ns}, args...)
+		"--state-dir", h.stateDir, "--incident", h.incident}, append(h.binarySets(args), args...)...)
 	cmd := exec.Command(bin, full...)
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr

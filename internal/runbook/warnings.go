@@ -45,9 +45,19 @@ func Warnings(rb *Runbook) []Problem {
 		}
 	}
 	var out []Problem
+	detached := map[string]bool{} // namespaces where a k8s.label step detached the quarantined pods
 	for i, d := range steps {
+		if d.step.Action == "k8s.label" && lookupBool(d.step, "detach") {
+			detached[lookupString(d.step, "namespace")] = true
+		}
 		verb, destroys := StateDestroyingActions[d.step.Action]
-		if !destroys {
+		if !destroys || skippedStep(d.step) {
+			continue
+		}
+		// A restart of a workload after the affected pods were detached
+		// from it (k8s.label detach) replaces their clean replacements:
+		// the quarantined pods are no longer the workload's.
+		if namesWorkload(d.step) && detached[lookupString(d.step, "namespace")] {
 			continue
 		}
 		dt := targetOf(d.step)
@@ -65,6 +75,39 @@ func Warnings(rb *Runbook) []Problem {
 			d.step.Name, d.step.Action, d.step.Phase, verb, dt, strings.Join(later, ", "))})
 	}
 	return out
+}
+
+func lookupString(s Step, k string) string { v, _ := s.Params.Lookup(k); x, _ := v.(string); return x }
+func lookupBool(s Step, k string) bool     { v, _ := s.Params.Lookup(k); x, _ := v.(bool); return x }
+
+// skippedStep: the step's only_if is given and empty, so it does nothing.
+func skippedStep(s Step) bool {
+	v, ok := s.Params.Lookup("only_if")
+	if !ok {
+		return false
+	}
+	switch x := v.(type) {
+	case nil:
+		return true
+	case string:
+		return x == ""
+	case []string:
+		return len(x) == 0
+	case []any:
+		return len(x) == 0
+	}
+	return false
+}
+
+// namesWorkload: the step acts on one named Deployment, StatefulSet or
+// DaemonSet (and so on its pods only).
+func namesWorkload(s Step) bool {
+	for _, k := range []string{"deployment", "statefulset", "daemonset"} {
+		if lookupString(s, k) != "" {
+			return true
+		}
+	}
+	return false
 }
 
 // stepTarget is what a step acts on, as far as its params tell.

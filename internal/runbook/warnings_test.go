@@ -111,3 +111,46 @@ func TestWarnsOnOverlappingNamesAndSelectors(t *testing.T) {
 		t.Fatalf("warnings: %q", got)
 	}
 }
+
+// A restart of a workload whose affected pods a k8s.label step detached
+// before it replaces only their clean replacements: no warning. Without the
+// detach, or with the detach after it, it warns; an only_if left empty
+// skips the step, and its warning.
+func TestRestartAfterDetachDoesNotWarn(t *testing.T) {
+	cat := catalog{
+		"k8s.label": {Name: "k8s.label", Params: []ParamDef{{Name: "namespace", Type: String}, {Name: "selector", Type: String},
+			{Name: "labels", Type: Map}, {Name: "detach", Type: Bool}}},
+		"k8s.rollout-restart": {Name: "k8s.rollout-restart", Params: []ParamDef{{Name: "namespace", Type: String}, {Name: "deployment", Type: String},
+			{Name: "only_if", Type: Any}}},
+		"k8s.logs": warnCatalog["k8s.logs"],
+	}
+	warn := func(detach, onlyIf string) int {
+		t.Helper()
+		rb, err := Load("w.yaml", []byte(warnHeader+`
+  contain:
+    - name: quarantine
+      action: k8s.label
+      with: {namespace: app, selector: app=web, labels: {quarantine: "true"}, detach: `+detach+`}
+    - name: restart
+      action: k8s.rollout-restart
+      with: {namespace: app, deployment: web`+onlyIf+`}
+  preserve:
+    - name: logs
+      action: k8s.logs
+      with: {namespace: app, selector: quarantine=true}
+`), Options{Catalog: cat})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return len(Warnings(rb))
+	}
+	if n := warn("true", ""); n != 0 {
+		t.Errorf("restart after detach: %d warnings, want 0", n)
+	}
+	if n := warn("false", ""); n != 1 {
+		t.Errorf("restart without detach: %d warnings, want 1", n)
+	}
+	if n := warn("false", `, only_if: ""`); n != 0 {
+		t.Errorf("skipped restart: %d warnings, want 0", n)
+	}
+}

@@ -260,13 +260,15 @@ func checkRows(t *testing.T, url string) {
 		{"SELECT count(*) FROM users", "50"},
 		{"SELECT max(id) FROM users", "50"},
 		{"SELECT role FROM users WHERE email = 'breakglass@example.com'", "admin"},
-		{"SELECT count(*) FROM api_keys", "120"},
+		{"SELECT count(*) FROM api_keys", "121"},
 		{"SELECT count(*) FROM api_keys WHERE revoked_at IS NOT NULL", "12"},
-		{"SELECT string_agg(name, ',' ORDER BY name) FROM api_keys WHERE name LIKE 'break-glass-%'", "break-glass-primary,break-glass-secondary"},
-		{"SELECT count(*) FROM audit_events", "3033"},
+		// The break-glass keys by id and prefix, and the attacker's key named like one.
+		{"SELECT string_agg(id || ':' || name || ':' || key_prefix || ':' || user_id, ',' ORDER BY id) FROM api_keys WHERE name LIKE 'break-glass-%'",
+			"119:break-glass-primary:sk_live_bg01a7f3:1,120:break-glass-secondary:sk_live_bg02c9e8:1,121:break-glass-primary:sk_live_7e41c0d9:13"},
+		{"SELECT count(*) FROM audit_events", "3034"},
 		{`SELECT count(*) FROM audit_events
 		  WHERE (ip_address << '203.0.113.0/24' OR ip_address = '198.51.100.23' OR ip_address << '2001:db8::/32')
-		    AND timestamp > now() - interval '24 hours'`, "433"},
+		    AND timestamp > now() - interval '24 hours'`, "434"},
 		{`SELECT string_agg(DISTINCT user_id::text, ',') FROM audit_events
 		  WHERE event_type = 'login_success' AND NOT (ip_address << '10.0.0.0/8' OR ip_address << '172.16.0.0/12'
 		    OR ip_address << '192.168.0.0/16' OR ip_address << 'fd00::/8' OR ip_address << '::ffff:10.0.0.0/104')`, "13,21,7"},

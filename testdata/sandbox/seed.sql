@@ -6,7 +6,7 @@
 -- random() repeatable, so re-running this file after
 -- TRUNCATE ... RESTART IDENTITY gives the same ids and values (times aside).
 --
--- Totals: 50 users, 120 api_keys, 3033 audit_events (433 of them from the
+-- Totals: 50 users, 121 api_keys, 3034 audit_events (434 of them from the
 -- attacker's addresses 203.0.113.0/24, 198.51.100.23 and 2001:db8::/32).
 
 SELECT setseed(0.42);
@@ -38,7 +38,12 @@ FROM (
 ORDER BY g;
 
 -- API keys: 116 ordinary keys (every ninth revoked), the two keys the
--- attacker creates for persistence, and the two break-glass keys.
+-- attacker creates for persistence, the two break-glass keys (ids 119 and
+-- 120, key prefixes sk_live_bg01a7f3 and sk_live_bg02c9e8), and a third
+-- attacker key named break-glass-primary (id 121), minted by Laura's stolen
+-- admin account after probing api_key/break-glass-primary: sparing keys by
+-- name would spare it too, which is why the runbook spares them by id or
+-- key prefix.
 INSERT INTO api_keys (user_id, name, key_prefix, key_hash, created_at, last_used_at, revoked_at)
 SELECT 2 + g % 49,
        (ARRAY['ci-deploy','laptop','notebook','batch-jobs','grafana','terraform','staging','prod-agent'])[1 + g % 8],
@@ -60,7 +65,9 @@ VALUES (13, 'sync-backup', 'sk_live_5f3a9c1e', encode(sha256(convert_to('attacke
        (1, 'break-glass-primary', 'sk_live_bg01a7f3', encode(sha256(convert_to('break-glass-1', 'UTF8')), 'hex'),
         now() - interval '300 days', NULL, NULL),
        (1, 'break-glass-secondary', 'sk_live_bg02c9e8', encode(sha256(convert_to('break-glass-2', 'UTF8')), 'hex'),
-        now() - interval '300 days', NULL, NULL);
+        now() - interval '300 days', NULL, NULL),
+       (13, 'break-glass-primary', 'sk_live_7e41c0d9', encode(sha256(convert_to('attacker-key-3', 'UTF8')), 'hex'),
+        now() - interval '9 hours', now() - interval '1 hour', NULL);
 
 -- Ordinary traffic over eight days from internal addresses: RFC 1918 IPv4,
 -- fd00::/8 unique-local IPv6 and IPv4-mapped IPv6 (::ffff:10.x), the forms a
@@ -132,7 +139,8 @@ VALUES (now() - interval '13 hours 55 minutes', 'login_success', 7, 'auth/login'
        (now() - interval '6 hours', 'login_success', 13, 'auth/login', '203.0.113.77', 'python-requests/2.31.0', '{"mfa": false}'),
        (now() - interval '5 hours 55 minutes', 'login_success', 21, 'auth/login', '2001:db8:bad:1::21', 'Go-http-client/1.1', '{"mfa": false}'),
        (now() - interval '12 hours', 'api_key_created', 13, 'api_key/sync-backup', '203.0.113.77', 'python-requests/2.31.0', '{"key_prefix": "sk_live_5f3a9c1e"}'),
-       (now() - interval '11 hours 40 minutes', 'api_key_created', 21, 'api_key/tmp-export', '2001:db8:bad:1::21', 'Go-http-client/1.1', '{"key_prefix": "sk_live_0b7d44e2"}');
+       (now() - interval '11 hours 40 minutes', 'api_key_created', 21, 'api_key/tmp-export', '2001:db8:bad:1::21', 'Go-http-client/1.1', '{"key_prefix": "sk_live_0b7d44e2"}'),
+       (now() - interval '9 hours', 'api_key_created', 13, 'api_key/break-glass-primary', '203.0.113.77', 'python-requests/2.31.0', '{"key_prefix": "sk_live_7e41c0d9"}');
 
 -- 3. Exfiltration: 60 bulk queries and exports of gigabytes.
 INSERT INTO audit_events (timestamp, event_type, user_id, resource_id, ip_address, user_agent, details)

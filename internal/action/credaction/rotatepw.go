@@ -27,12 +27,6 @@ import (
 	"irctl.dev/irctl/internal/runbook"
 )
 
-// Annotations a rotated Secret carries: the incident and when.
-const (
-	RotatedByIncident = "irctl.dev/rotated-by-incident"
-	RotatedAt         = "irctl.dev/rotated-at"
-)
-
 // RotatePassword rotates a PostgreSQL role's password. The new password is
 // generated here; the server only ever gets its SCRAM-SHA-256 verifier.
 type RotatePassword struct{}
@@ -121,7 +115,7 @@ func (a RotatePassword) Plan(ctx context.Context, env *action.Env, p runbook.Par
 	if s.Immutable != nil && *s.Immutable {
 		return nil, fmt.Errorf("Secret %s is immutable: the consumers could not be given the new password", where)
 	}
-	if r.once && env.Incident != "" && s.Annotations[RotatedByIncident] == env.Incident {
+	if r.once && env.Incident != "" && s.Annotations[kubeaction.RotatedForIncident] == env.Incident {
 		return &action.Plan{Summary: fmt.Sprintf("the password of role %q in Secret %s was already rotated for incident %s", r.role, where, env.Incident), Noop: true}, nil
 	}
 	// A rolled-back ALTER ROLE proves the role exists and that we may
@@ -249,7 +243,7 @@ func (a RotatePassword) Apply(ctx context.Context, env *action.Env, p runbook.Pa
 		now = env.Now()
 	}
 	if env.Incident != "" {
-		ann := map[string]string{RotatedByIncident: env.Incident, RotatedAt: now.UTC().Format(time.RFC3339)}
+		ann := map[string]string{kubeaction.RotatedForIncident: env.Incident, kubeaction.RotatedAt: now.UTC().Format(time.RFC3339Nano)}
 		patch, _ := json.Marshal(map[string]any{"metadata": map[string]any{"annotations": ann}})
 		if _, err := c.Core.CoreV1().Secrets(r.ns).Patch(ctx, r.secret, types.MergePatchType, patch,
 			metav1.PatchOptions{FieldManager: kube.FieldManager, DryRun: kube.DryRunOpt(dry)}); err != nil {

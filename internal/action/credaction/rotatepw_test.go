@@ -227,7 +227,7 @@ func TestRotatePasswordOnlySendsTheVerifier(t *testing.T) {
 	if newPW == old || len(newPW) != 43 || string(s.Data["username"]) != f.role {
 		t.Fatalf("the Secret should hold a new password and keep its other keys: %d bytes", len(newPW))
 	}
-	if s.Annotations[RotatedByIncident] != f.incident || s.Annotations[RotatedAt] == "" {
+	if s.Annotations[kubeaction.RotatedForIncident] != f.incident || s.Annotations[kubeaction.RotatedAt] == "" {
 		t.Errorf("annotations: %v", s.Annotations)
 	}
 	if f.login(old) {

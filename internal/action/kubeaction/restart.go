@@ -6,6 +6,9 @@ import (
 	"fmt"
 	"time"
 
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
 	"irctl.dev/irctl/internal/action"
 	"irctl.dev/irctl/internal/kube"
 	"irctl.dev/irctl/internal/runbook"
@@ -37,16 +40,52 @@ func (RolloutRestart) Spec() runbook.Spec {
 			RestartedAtAnnotation + " annotation) and wait until every replica is replaced and Ready. Cannot be undone.",
 		Destructive: true,
 		Uses:        []string{runbook.UsesKubernetes},
-		Params:      append(workloadParams(allWorkloadKinds...), timeoutParam),
-		Validate:    func(p runbook.Params) error { _, err := restartParams(p); return err },
+		Params: append(workloadParams(allWorkloadKinds...), timeoutParam,
+			onlyIfParam, skipMessageParam,
+			runbook.ParamDef{Name: "after_rotation_of", Type: runbook.String, Description: "a Secret in the namespace rotated by k8s.secret-rotate: skip the restart when the workload was already restarted after the Secret's " + RotatedAt + ", so rerunning the phase does not restart it again"}),
+		Validate: func(p runbook.Params) error {
+			if skipped(p) {
+				return nil
+			}
+			_, err := restartParams(p)
+			return err
+		},
 	}
 }
 
+// skipped: the step's only_if is given and empty.
+func skipped(p runbook.Params) bool {
+	if !p.Has("only_if") {
+		return false
+	}
+	switch v := p.Any("only_if").(type) {
+	case nil:
+		return true
+	case string:
+		return v == ""
+	case []string:
+		return len(v) == 0
+	case []any:
+		return len(v) == 0
+	}
+	return false
+}
+
 func (RolloutRestart) Permissions(p runbook.Params) []kube.Permission {
-	return workloadPermissions(p, allWorkloadKinds, "", "patch")
+	if skipped(p) {
+		return nil
+	}
+	perms := workloadPermissions(p, allWorkloadKinds, "", "patch")
+	if s := p.String("after_rotation_of"); s != "" {
+		perms = append(perms, kube.Permission{Verb: "get", Resource: "secrets", Namespace: p.String("namespace")})
+	}
+	return perms
 }
 
 func (RolloutRestart) Plan(ctx context.Context, env *action.Env, p runbook.Params) (*action.Plan, error) {
+	if skipped(p) {
+		return skipPlan(p), nil
+	}
 	a, err := restartParams(p)
 	if err != nil {
 		return nil, err
@@ -58,6 +97,15 @@ func (RolloutRestart) Plan(ctx context.Context, env *action.Env, p runbook.Param
 	w, err := getWorkload(ctx, c, a.ref)
 	if err != nil {
 		return nil, err
+	}
+	if name := p.String("after_rotation_of"); name != "" {
+		done, why, err := restartedSinceRotation(ctx, c, a.ref.Namespace, name, w.template.Annotations[RestartedAtAnnotation])
+		if err != nil {
+			return nil, err
+		}
+		if done {
+			return &action.Plan{Summary: fmt.Sprintf("%s was restarted after Secret %s/%s was rotated (%s)", a.ref, a.ref.Namespace, name, why), Noop: true}, nil
+		}
 	}
 	plan := &action.Plan{
 		Summary: fmt.Sprintf("restart %s (replace its pods) and wait up to %s for the rollout", a.ref, a.timeout),
@@ -99,6 +147,27 @@ func (RolloutRestart) Apply(ctx context.Context, env *action.Env, p runbook.Para
 	}
 	res.Summary = fmt.Sprintf("restarted %s at %s; rollout complete", a.ref, at)
 	return res, nil
+}
+
+// restartedSinceRotation reports whether restartedAt (the pod template's
+// annotation) is no earlier than the Secret's rotated-at annotation.
+func restartedSinceRotation(ctx context.Context, c *kube.Clients, ns, name, restartedAt string) (bool, string, error) {
+	s, err := c.Core.CoreV1().Secrets(ns).Get(ctx, name, metav1.GetOptions{})
+	if apierrors.IsNotFound(err) {
+		return false, "", nil
+	}
+	if err != nil {
+		return false, "", fmt.Errorf("get Secret %s/%s: %s", ns, name, kube.Short(err))
+	}
+	rotated, rerr := time.Parse(time.RFC3339, s.Annotations[RotatedAt])
+	restarted, serr := time.Parse(time.RFC3339, restartedAt)
+	// restartedAt has whole seconds (as kubectl writes it): a restart in
+	// the second of the rotation counts as after it, since the runbook
+	// restarts after rotating.
+	if rerr != nil || serr != nil || restarted.Before(rotated.Truncate(time.Second)) {
+		return false, "", nil
+	}
+	return true, fmt.Sprintf("restarted %s, rotated %s", restartedAt, s.Annotations[RotatedAt]), nil
 }
 
 // restart does what kubectl rollout restart does: a new restartedAt

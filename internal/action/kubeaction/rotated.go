@@ -18,18 +18,6 @@ import (
 	"irctl.dev/irctl/internal/runbook"
 )
 
-// Annotations the rotating actions write on a Secret besides
-// RotatedForIncident (secret.go).
-const (
-	// rotatedAtAnnotation is when the Secret was rotated, RFC 3339: a
-	// Secret's creationTimestamp does not change when its data does.
-	rotatedAtAnnotation = "irctl.dev/rotated-at"
-	// rotatedByIncidentAnnotation is the incident key sql.rotate-password
-	// wrote before the two rotating actions agreed on RotatedForIncident;
-	// read as well, so a Secret it rotated is not reported unrotated.
-	rotatedByIncidentAnnotation = "irctl.dev/rotated-by-incident"
-)
-
 // SecretsRotated checks that Secrets were rotated for this incident and
 // that every pod reading them started after: a rotated Secret that a pod
 // still holds in its environment has not taken the old value out of use.
@@ -103,6 +91,7 @@ type rotation struct {
 	problem   string   // why it does not count as rotated
 	consumers []string // workloads and pods that read it
 	stale     []string // pods started before the rotation
+	evidence  int      // quarantined pods and forensic copies, not counted
 }
 
 // Apply checks every Secret and fails naming what is not rotated and
@@ -159,6 +148,10 @@ func (SecretsRotated) Apply(ctx context.Context, env *action.Env, p runbook.Para
 			if !podSpecReads(&pod.Spec, s.Name) || !podRunsOrWill(pod) {
 				continue
 			}
+			if isolatedEvidence(pod, env.Incident) {
+				r.evidence++
+				continue
+			}
 			owner := workloadOfPod(pod)
 			if owner == "" {
 				r.consumers = append(r.consumers, consumerName("pod/"+pod.Name, ignore))
@@ -178,8 +171,9 @@ func (SecretsRotated) Apply(ctx context.Context, env *action.Env, p runbook.Para
 func rotatedResult(rs []rotation, ns string, declared time.Time) (*action.Result, error) {
 	table := &action.Table{Columns: []string{"SECRET", "ROTATED AT", "CONSUMERS", "STALE PODS"}, Total: len(rs)}
 	var problems []string
-	stale := 0
+	stale, evidence := 0, 0
 	for _, r := range rs {
+		evidence += r.evidence
 		at := r.problem
 		if at == "" {
 			at = r.rotatedAt.UTC().Format(time.RFC3339)
@@ -202,6 +196,9 @@ func rotatedResult(rs []rotation, ns string, declared time.Time) (*action.Result
 	}
 	summary := fmt.Sprintf("%d Secret(s) in %s checked against the incident declared at %s: %d not rotated, %d stale pod(s)",
 		len(rs), ns, declared.UTC().Format(time.RFC3339), countProblems(rs), stale)
+	if evidence > 0 {
+		summary += fmt.Sprintf("; %d reading(s) by quarantined pods or forensic copies not counted (isolated evidence, kept as they were)", evidence)
+	}
 	res := &action.Result{Summary: summary, Table: table}
 	if len(problems) > 0 {
 		return res, fmt.Errorf("%s", strings.Join(problems, "; "))
@@ -224,22 +221,19 @@ func countProblems(rs []rotation) int {
 // whole seconds; the declaration is compared at the same precision).
 func rotatedFor(ann map[string]string, incident string, declared time.Time) (time.Time, string) {
 	for_ := ann[RotatedForIncident]
-	if for_ == "" {
-		for_ = ann[rotatedByIncidentAnnotation]
-	}
 	switch {
 	case for_ == "":
 		return time.Time{}, "was not rotated by irctl (no " + RotatedForIncident + " annotation)"
 	case for_ != incident:
 		return time.Time{}, fmt.Sprintf("was rotated for incident %s, not %s", for_, incident)
 	}
-	raw := ann[rotatedAtAnnotation]
+	raw := ann[RotatedAt]
 	if raw == "" {
-		return time.Time{}, "has no " + rotatedAtAnnotation + " annotation: when it was rotated is unknown"
+		return time.Time{}, "has no " + RotatedAt + " annotation: when it was rotated is unknown"
 	}
 	at, err := time.Parse(time.RFC3339, raw)
 	if err != nil {
-		return time.Time{}, fmt.Sprintf("has an unreadable %s annotation %q", rotatedAtAnnotation, raw)
+		return time.Time{}, fmt.Sprintf("has an unreadable %s annotation %q", RotatedAt, raw)
 	}
 	if at.Before(declared.Truncate(time.Second)) {
 		return at, fmt.Sprintf("was rotated at %s, before the incident was declared (%s)", at.UTC().Format(time.RFC3339), declared.UTC().Format(time.RFC3339))
@@ -347,6 +341,16 @@ func podSpecReads(spec *corev1.PodSpec, name string) bool {
 		}
 	}
 	return false
+}
+
+// isolatedEvidence is a pod quarantined for this incident, or a forensic
+// copy: kept with the values they started with on purpose, behind the
+// isolation policy, so a rotation does not reach them and need not.
+func isolatedEvidence(p *corev1.Pod, incident string) bool {
+	if _, copied := p.Labels[LabelForensicCopyOf]; copied {
+		return true
+	}
+	return incident != "" && p.Annotations[QuarantinedForIncident] == incident
 }
 
 // podRunsOrWill leaves out pods that will never read the value again:

@@ -86,7 +86,7 @@ func TestSecretsRotatedNeedsRotationAndFreshPods(t *testing.T) {
 	// Rotated (as k8s.secret-rotate records it) a second after the pods
 	// started; the check reads the annotations, never the value.
 	rotatedAt := latest.Truncate(time.Second).Add(time.Second)
-	f.annotatedSecret("jwt", map[string]string{RotatedForIncident: f.incident, rotatedAtAnnotation: rotatedAt.UTC().Format(time.RFC3339)})
+	f.annotatedSecret("jwt", map[string]string{RotatedForIncident: f.incident, RotatedAt: rotatedAt.UTC().Format(time.RFC3339)})
 
 	res, err := f.rotatedCheck(declared, "jwt")
 	if err == nil {
@@ -132,11 +132,10 @@ func TestSecretsRotatedNeedsRotationAndFreshPods(t *testing.T) {
 	}
 
 	// Not rotated for this incident, in every way.
-	f.annotatedSecret("other", map[string]string{RotatedForIncident: "SEC-OTHER-1", rotatedAtAnnotation: rotatedAt.UTC().Format(time.RFC3339)})
-	f.annotatedSecret("early", map[string]string{RotatedForIncident: f.incident, rotatedAtAnnotation: declared.Add(-time.Minute).UTC().Format(time.RFC3339)})
+	f.annotatedSecret("other", map[string]string{RotatedForIncident: "SEC-OTHER-1", RotatedAt: rotatedAt.UTC().Format(time.RFC3339)})
+	f.annotatedSecret("early", map[string]string{RotatedForIncident: f.incident, RotatedAt: declared.Add(-time.Minute).UTC().Format(time.RFC3339)})
 	f.annotatedSecret("never", nil)
-	f.annotatedSecret("by-password", map[string]string{rotatedByIncidentAnnotation: f.incident, rotatedAtAnnotation: rotatedAt.UTC().Format(time.RFC3339)})
-	res, err = f.rotatedCheck(declared, "jwt", "other", "early", "never", "missing", "by-password")
+	res, err = f.rotatedCheck(declared, "jwt", "other", "early", "never", "missing")
 	if err == nil {
 		t.Fatal("unrotated Secrets should fail the check")
 	}
@@ -151,10 +150,10 @@ func TestSecretsRotatedNeedsRotationAndFreshPods(t *testing.T) {
 			t.Errorf("error lacks %q: %v", w, err)
 		}
 	}
-	if strings.Contains(err.Error(), "/jwt") || strings.Contains(err.Error(), "by-password") {
+	if strings.Contains(err.Error(), "/jwt") {
 		t.Errorf("the rotated Secrets should pass: %v", err)
 	}
-	if res.Table.Total != 6 || !strings.Contains(res.Summary, "4 not rotated, 0 stale pod(s)") {
+	if res.Table.Total != 5 || !strings.Contains(res.Summary, "4 not rotated, 0 stale pod(s)") {
 		t.Errorf("result: %s %+v", res.Summary, res.Table)
 	}
 }

@@ -21,10 +21,17 @@ import (
 	"irctl.dev/irctl/internal/runbook"
 )
 
-// RotatedForIncident is the annotation a rotated Secret carries: the
+// The annotations a rotated Secret carries. RotatedForIncident is the
 // incident it was rotated for, so that running the phase again does not
-// rotate it again (and log everybody out twice).
-const RotatedForIncident = "irctl.dev/rotated-for-incident"
+// rotate it again (and log everybody out twice); RotatedAt is when (RFC
+// 3339 with fractional seconds, UTC), which a validation can compare with
+// the consumers' pod start times and k8s.rollout-restart's after_rotation_of
+// with the last restart (a Secret's creationTimestamp does not change on
+// rotation).
+const (
+	RotatedForIncident = "irctl.dev/rotated-for-incident"
+	RotatedAt          = "irctl.dev/rotated-at"
+)
 
 const (
 	defaultSecretKey   = "secret"
@@ -76,7 +83,11 @@ func (SecretRotate) Permissions(p runbook.Params) []kube.Permission {
 	for _, verb := range []string{"get", "create", "update"} {
 		perms = append(perms, kube.Permission{Verb: verb, Resource: "secrets", Namespace: ns})
 	}
-	return perms
+	// The workloads whose pod templates read the Secret, for the plan.
+	for _, r := range []string{"deployments", "statefulsets", "daemonsets"} {
+		perms = append(perms, kube.Permission{Verb: "list", Group: "apps", Resource: r, Namespace: ns})
+	}
+	return append(perms, kube.Permission{Verb: "list", Group: "batch", Resource: "cronjobs", Namespace: ns})
 }
 
 // fingerprintOf fingerprints the key's current value, if it has one.
@@ -98,12 +109,19 @@ func (SecretRotate) Plan(ctx context.Context, env *action.Env, p runbook.Params)
 	}
 	ns, name, key := p.String("namespace"), p.String("name"), secretKey(p)
 	where := ns + "/" + name
-	cur, err := c.Core.CoreV1().Secrets(ns).Get(ctx, name, metav1.GetOptions{})
+	cur, getErr := c.Core.CoreV1().Secrets(ns).Get(ctx, name, metav1.GetOptions{})
+	consumers, err := SecretConsumers(ctx, c, ns, name, key)
+	if err != nil {
+		return nil, err
+	}
+	readers := consumerWarnings(where, consumers)
+	err = getErr
 	if apierrors.IsNotFound(err) {
 		return &action.Plan{
-			Summary: fmt.Sprintf("create Secret %s with a new random key %q", where, key),
-			Targets: []string{"secret/" + where},
-			Count:   1,
+			Summary:  fmt.Sprintf("create Secret %s with a new random key %q", where, key),
+			Targets:  []string{"secret/" + where},
+			Count:    1,
+			Warnings: readers,
 		}, nil
 	}
 	if err != nil {
@@ -123,11 +141,10 @@ func (SecretRotate) Plan(ctx context.Context, env *action.Env, p runbook.Params)
 		}, nil
 	}
 	plan := &action.Plan{
-		Summary: fmt.Sprintf("replace key %q of Secret %s (now %s) with a new random value", key, where, fp),
-		Targets: []string{"secret/" + where},
-		Count:   1,
-		Warnings: []string{"pods read a Secret at start (environment) or on their kubelet's next sync (volumes): " +
-			"restart the workloads that use it, or they keep the old value"},
+		Summary:  fmt.Sprintf("replace key %q of Secret %s (now %s) with a new random value", key, where, fp),
+		Targets:  []string{"secret/" + where},
+		Count:    1,
+		Warnings: readers,
 	}
 	var others []string
 	for k := range cur.Data {
@@ -220,8 +237,13 @@ func (SecretRotate) Apply(ctx context.Context, env *action.Env, p runbook.Params
 }
 
 func rotationAnnotations(env *action.Env) map[string]string {
-	if env.Incident == "" {
-		return nil
+	now := time.Now
+	if env.Now != nil {
+		now = env.Now
 	}
-	return map[string]string{RotatedForIncident: env.Incident}
+	a := map[string]string{RotatedAt: now().UTC().Format(time.RFC3339Nano)}
+	if env.Incident != "" {
+		a[RotatedForIncident] = env.Incident
+	}
+	return a
 }

@@ -5,7 +5,10 @@ import (
 	"encoding/json"
 	"strings"
 	"testing"
+	"time"
 
+	appsv1 "k8s.io/api/apps/v1"
+	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -71,8 +74,11 @@ func TestSecretRotateCreatesThenReplacesOncePerIncident(t *testing.T) {
 	if err != nil || len(raw) != defaultSecretBytes {
 		t.Errorf("want %d random bytes, base64-encoded; got %d bytes (%v)", defaultSecretBytes, len(raw), err)
 	}
-	if s.Annotations[RotatedForIncident] != f.incident {
+	if at, err := time.Parse(time.RFC3339, s.Annotations[RotatedAt]); s.Annotations[RotatedForIncident] != f.incident || err != nil || time.Since(at) > time.Minute {
 		t.Errorf("annotations: %v", s.Annotations)
+	}
+	if !contains(plan.Warnings, "no Deployment, StatefulSet, DaemonSet or CronJob in the namespace reads Secret "+f.ns+"/"+name) {
+		t.Errorf("the plan should warn that nothing reads the Secret: %q", plan.Warnings)
 	}
 	if !strings.Contains(res.Summary, f.fingerprint(value)) || res.Irreversible == "" || len(res.Undo) != 0 {
 		t.Errorf("result should carry the new fingerprint, be irreversible and record no undo: %+v", res)
@@ -93,10 +99,28 @@ func TestSecretRotateCreatesThenReplacesOncePerIncident(t *testing.T) {
 		t.Fatal(err)
 	}
 	f.incident = "SEC-TEST-" + randHex(3)
+	// Now a Deployment reads the key as an env var and a CronJob mounts the
+	// Secret: the plan names both, and how each sees the new value.
+	f.deployment("reader", 0, "example.com/app:v1", func(d *appsv1.Deployment) {
+		d.Spec.Template.Spec.Containers[0].Env = []corev1.EnvVar{{Name: "JWT_SECRET", ValueFrom: &corev1.EnvVarSource{
+			SecretKeyRef: &corev1.SecretKeySelector{LocalObjectReference: corev1.LocalObjectReference{Name: name}, Key: "secret"}}},
+			{Name: "OTHER", ValueFrom: &corev1.EnvVarSource{SecretKeyRef: &corev1.SecretKeySelector{LocalObjectReference: corev1.LocalObjectReference{Name: name}, Key: "username"}}}}
+	})
+	if _, err := f.cs.BatchV1().CronJobs(f.ns).Create(t.Context(), &batchv1.CronJob{ObjectMeta: metav1.ObjectMeta{Name: "mounter"},
+		Spec: batchv1.CronJobSpec{Schedule: "@daily", JobTemplate: batchv1.JobTemplateSpec{Spec: batchv1.JobSpec{Template: corev1.PodTemplateSpec{Spec: corev1.PodSpec{
+			RestartPolicy: corev1.RestartPolicyNever, Containers: []corev1.Container{{Name: "c", Image: "example.com/c:v1"}},
+			Volumes: []corev1.Volume{{Name: "jwt", VolumeSource: corev1.VolumeSource{Secret: &corev1.SecretVolumeSource{SecretName: name}}}}}}}}}},
+		metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
 	before := f.secret(name)
 	plan, res = f.run(a, action.DryRunServer, p)
 	if !strings.Contains(plan.Summary, "replace key \"secret\"") || !strings.Contains(plan.Summary, f.fingerprint(value)) || !contains(plan.Warnings, "username") {
 		t.Errorf("replace plan: %+v", plan)
+	}
+	if !contains(plan.Warnings, "environment variables by deployment/reader (env JWT_SECRET): their pods keep the old value until they restart") ||
+		!contains(plan.Warnings, "mounted by cronjob/mounter (volume jwt)") || contains(plan.Warnings, "no Deployment") {
+		t.Errorf("the plan should name the readers: %q", plan.Warnings)
 	}
 	if after := f.secret(name); after.ResourceVersion != before.ResourceVersion {
 		t.Error("server dry run changed the Secret")

@@ -54,13 +54,22 @@ func (SetImage) Spec() runbook.Spec {
 		Uses:        []string{runbook.UsesKubernetes},
 		Params: append(workloadParams(allWorkloadKinds...),
 			runbook.ParamDef{Name: "images", Type: runbook.Map, Required: true, Description: "container name to image, e.g. {orchestrator: ghcr.io/llm-orchestrator/api@sha256:...}"},
-			timeoutParam,
+			timeoutParam, onlyIfParam, skipMessageParam,
 		),
-		Validate: func(p runbook.Params) error { _, err := setImageParams(p); return err },
+		Validate: func(p runbook.Params) error {
+			if skipped(p) {
+				return nil
+			}
+			_, err := setImageParams(p)
+			return err
+		},
 	}
 }
 
 func (SetImage) Permissions(p runbook.Params) []kube.Permission {
+	if skipped(p) {
+		return nil
+	}
 	return workloadPermissions(p, allWorkloadKinds, "", "patch")
 }
 
@@ -73,6 +82,9 @@ type imageUndo struct {
 }
 
 func (SetImage) Plan(ctx context.Context, env *action.Env, p runbook.Params) (*action.Plan, error) {
+	if skipped(p) {
+		return skipPlan(p), nil
+	}
 	a, err := setImageParams(p)
 	if err != nil {
 		return nil, err

@@ -88,16 +88,16 @@ func planServer(t *testing.T, e *sqlEnv, s runbook.Step) {
 	}
 }
 
-// FuzzSetStrings: break_glass_keys (strings, bound as text[]) through
+// FuzzSetStrings: break_glass_key_prefixes (strings, bound as text[]) through
 // revoke-api-keys, planned on the server.
 func FuzzSetStrings(f *testing.F) {
 	e, name := fuzzEnv(f)
 	for _, h := range hostile {
 		f.Add(withCanary(h, name))
 	}
-	f.Add("break-glass-1,break-glass-2")
+	f.Add("sk_live_bg01a7f3,sk_live_bg02c9e8")
 	f.Fuzz(func(t *testing.T, keys string) {
-		if rb := loadOrReject(t, map[string]string{"break_glass_keys": keys}); rb != nil {
+		if rb := loadOrReject(t, map[string]string{"break_glass_key_prefixes": keys}); rb != nil {
 			planServer(t, e, step(t, rb, "contain", "revoke-api-keys"))
 		}
 		canaryAlive(t, e.pool, name)
