@@ -23,6 +23,7 @@ func Registry() *action.Registry {
 		sqlaction.Export{},
 		kubeaction.Logs{},
 		kubeaction.LogScan{},
+		kubeaction.LogWatch{},
 		kubeaction.Dump{},
 		kubeaction.Snapshot{},
 		kubeaction.DebugCopy{},
