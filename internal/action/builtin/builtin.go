@@ -18,6 +18,7 @@ func Registry() *action.Registry {
 		kubeaction.Cordon{},
 		kubeaction.Drain{},
 		kubeaction.SecretRotate{},
+		kubeaction.SecretSet{},
 		sqlaction.Exec{},
 		sqlaction.Query{},
 		sqlaction.Export{},
