@@ -48,6 +48,7 @@ func TestFollowSeesTheStandInAPIsRequestsAsTheyHappen(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
 	defer cancel()
+	defer sandboxtest.ResetDB(t, s) // the request's audit row
 	start := time.Now()
 	pods := listPods(t, cs, sandbox.DemoNamespace, "app=orchestrator")
 	var streams []<-chan string
