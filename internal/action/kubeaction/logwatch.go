@@ -453,12 +453,12 @@ func (wt *logWatcher) finish(ctx context.Context, p runbook.Params, cut bool) (*
 	if cut {
 		summary += "; cut short by the step's deadline"
 	}
-	res := &action.Result{Summary: summary, Failed: failed}
-	if len(wt.shown) > 0 {
-		res.Table = &action.Table{Columns: []string{"POD", "CONTAINER", "TIME", "LINE"}, Total: int(wt.matches)}
-		for _, m := range wt.shown {
-			res.Table.Rows = append(res.Table.Rows, []string{m.Pod, m.Container, m.Time.Format(time.RFC3339Nano), m.Line})
-		}
+	// The table is there without a match too: its row count (Total) is
+	// what an expectation on the step judges.
+	res := &action.Result{Summary: summary, Failed: failed,
+		Table: &action.Table{Columns: []string{"POD", "CONTAINER", "TIME", "LINE"}, Rows: [][]string{}, Total: int(wt.matches)}}
+	for _, m := range wt.shown {
+		res.Table.Rows = append(res.Table.Rows, []string{m.Pod, m.Container, m.Time.Format(time.RFC3339Nano), m.Line})
 	}
 	if ctx.Err() != nil {
 		return res, ctx.Err()

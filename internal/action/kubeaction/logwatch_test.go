@@ -212,7 +212,7 @@ func TestLogWatchFailsOnMatchAndFitsTheStepDeadline(t *testing.T) {
 		t.Fatalf("a match with fail_on_match: %+v, %v", res, err)
 	}
 	_, res, err = watch(bind("no-such-line-"+run), func() { orchRequest(t, run) })
-	if err != nil || !strings.Contains(res.Summary, "0 matching") || !strings.Contains(res.Summary, "cut short by the step's deadline") {
+	if err != nil || !strings.Contains(res.Summary, "0 matching") || !strings.Contains(res.Summary, "cut short by the step's deadline") || res.Table == nil || res.Table.Total != 0 {
 		t.Fatalf("no match: %+v, %v", res, err)
 	}
 	if len(e.verify(t)) != 2 {
