@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"path/filepath"
 	"sort"
 	"strings"
@@ -144,7 +145,11 @@ func (h *harness) kubeState() string {
 	}
 	s, err := h.cs.CoreV1().Secrets(h.ns).Get(ctx, "orchestrator-jwt-secret-emergency", metav1.GetOptions{})
 	if err == nil {
-		fmt.Fprintf(&b, " secret[%s %s %s len=%d keys=%d]", kubeaction.FormatLabels(s.Labels), kubeaction.FormatLabels(s.Annotations), s.Type, len(s.Data["secret"]), len(s.Data))
+		ann := maps.Clone(s.Annotations)
+		if _, ok := ann[kubeaction.RotatedAt]; ok {
+			ann[kubeaction.RotatedAt] = "set" // when, which differs between runs
+		}
+		fmt.Fprintf(&b, " secret[%s %s %s len=%d keys=%d]", kubeaction.FormatLabels(s.Labels), kubeaction.FormatLabels(ann), s.Type, len(s.Data["secret"]), len(s.Data))
 	}
 	return b.String()
 }
