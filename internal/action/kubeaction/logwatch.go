@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"regexp"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -400,15 +401,27 @@ func (wt *logWatcher) line(pod *corev1.Pod, container string, t time.Time, text 
 	n.matches++
 	wt.matches++
 	m := watchMatch{Time: t.UTC(), Namespace: pod.Namespace, Pod: pod.Name, Container: container, Line: wt.red.String(string(text))}
-	if len(wt.shown) < wt.show {
-		wt.shown = append(wt.shown, m)
-	}
+	wt.keepEarliest(m)
 	b, err := json.Marshal(m)
 	if err == nil {
 		_, err = wt.w.Write(append(b, '\n'))
 	}
 	if err != nil && wt.werr == nil {
 		wt.werr = err
+	}
+}
+
+// keepEarliest keeps m among the show earliest matches, in time order:
+// lines from several pods (and, with since, from before the watch)
+// arrive in no particular order.
+func (wt *logWatcher) keepEarliest(m watchMatch) {
+	if wt.show == 0 || (len(wt.shown) == wt.show && !m.Time.Before(wt.shown[len(wt.shown)-1].Time)) {
+		return
+	}
+	i := sort.Search(len(wt.shown), func(i int) bool { return m.Time.Before(wt.shown[i].Time) })
+	wt.shown = slices.Insert(wt.shown, i, m)
+	if len(wt.shown) > wt.show {
+		wt.shown = wt.shown[:wt.show]
 	}
 }
 
@@ -464,7 +477,11 @@ func (wt *logWatcher) finish(ctx context.Context, p runbook.Params, cut bool) (*
 		return res, ctx.Err()
 	}
 	if p.Bool("fail_on_match") && wt.matches > 0 {
-		return nil, fmt.Errorf("%d line(s) matched /%s/ during the watch (%s); saved as evidence %s", wt.matches, p.String("pattern"), strings.Join(action.Abbreviate(perPod, 10), ", "), e.Name)
+		when := "during the watch"
+		if since := p.Duration("since"); since > 0 {
+			when = "from " + durationText(since) + " before the watch to its end"
+		}
+		return nil, fmt.Errorf("%d line(s) matched /%s/ %s (%s); saved as evidence %s", wt.matches, p.String("pattern"), when, strings.Join(action.Abbreviate(perPod, 10), ", "), e.Name)
 	}
 	return res, nil
 }

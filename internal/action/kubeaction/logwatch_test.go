@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"net/http"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -215,7 +216,12 @@ func TestLogWatchFailsOnMatchAndFitsTheStepDeadline(t *testing.T) {
 	if err != nil || !strings.Contains(res.Summary, "0 matching") || !strings.Contains(res.Summary, "cut short by the step's deadline") || res.Table == nil || res.Table.Total != 0 {
 		t.Fatalf("no match: %+v, %v", res, err)
 	}
-	if len(e.verify(t)) != 2 {
+	// since reads back before the start: the two earlier watches' requests.
+	_, res, err = watch(bind(run).With("since", time.Minute), func() {})
+	if err == nil || res != nil || !strings.Contains(err.Error(), "2 line(s) matched /"+run+"/ from 1m before the watch to its end") {
+		t.Fatalf("since 1m: %+v, %v", res, err)
+	}
+	if len(e.verify(t)) != 3 {
 		t.Error("each watch saves its evidence, matches or not")
 	}
 }
@@ -239,5 +245,27 @@ func TestLogWatchValidatesItsParams(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), c.want) {
 			t.Errorf("%v: %v, want %q", c.with, err, c.want)
 		}
+	}
+}
+
+// The table shows the earliest matches in time order, whatever order the
+// pods' streams delivered them in.
+func TestLogWatchShowsTheEarliestMatches(t *testing.T) {
+	wt := &logWatcher{show: 3}
+	base := time.Date(2026, 12, 3, 14, 0, 0, 0, time.UTC)
+	for _, sec := range []int{5, 9, 1, 7, 3, 2, 8} {
+		wt.keepEarliest(watchMatch{Time: base.Add(time.Duration(sec) * time.Second), Line: strconv.Itoa(sec)})
+	}
+	var got []string
+	for _, m := range wt.shown {
+		got = append(got, m.Line)
+	}
+	if strings.Join(got, ",") != "1,2,3" {
+		t.Errorf("shown %v, want the 3 earliest in order", got)
+	}
+	none := &logWatcher{show: 0}
+	none.keepEarliest(watchMatch{Time: base})
+	if len(none.shown) != 0 {
+		t.Error("show: 0 keeps none")
 	}
 }
