@@ -46,6 +46,10 @@ type factory struct {
 	logLevel, logFormat                            string
 	set                                            []string
 	yes                                            bool
+	// setStdin names secret params whose values are read from stdin
+	// (setstdin.go), once: stdinDone.
+	setStdin  []string
+	stdinDone bool
 	// Parsed once, when the flags are set.
 	dryRun action.DryRun
 	output outputFormat

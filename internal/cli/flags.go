@@ -55,7 +55,13 @@ func parseDryRun(s string) (action.DryRun, error) {
 // --help` does not suggest a --dry-run it would ignore.
 func addRunFlags(f *factory, cmd *cobra.Command) {
 	addRunbookFlags(f, cmd)
+	addSetStdinFlag(f, cmd)
 	addConsentFlags(f, cmd)
+}
+
+// addSetStdinFlag gives a command that runs steps --set-stdin.
+func addSetStdinFlag(f *factory, cmd *cobra.Command) {
+	cmd.Flags().StringArrayVar(&f.setStdin, "set-stdin", nil, "read the secret runbook param `NAME` from stdin (repeatable): asked for without echo on a terminal, else one line per name, in order")
 }
 
 // addConsentFlags gives a command that changes things (undo, besides the

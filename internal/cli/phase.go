@@ -62,6 +62,9 @@ func newRunCmd(f *factory) *cobra.Command {
 // runPhases loads the runbook and incident, then runs each phase. With
 // skipEmpty, phases the runbook has no steps for are skipped with a note.
 func runPhases(ctx context.Context, f *factory, phases []string, skipEmpty bool) error {
+	if err := f.readSetStdin(ctx, f.runbookPath); err != nil {
+		return err
+	}
 	rb, err := f.loadRunbook(f.runbookPath)
 	if err != nil {
 		return err

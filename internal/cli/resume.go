@@ -28,8 +28,8 @@ step changed has no undo data in the journal, so ` + "`irctl undo`" + ` cannot r
 it; a step stopped by a signal records its undo data and can be.)
 
 The runbook must be the one the run used (same sha256). Secret params are
-not kept in the journal: pass them again with --set. Other --set values
-override the recorded ones.`,
+not kept in the journal: pass them again with --set or --set-stdin. Other
+--set values override the recorded ones.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			inc, err := f.openIncident()
@@ -56,6 +56,9 @@ override the recorded ones.`,
 				return usage("the last run used --dry-run=%s; resume continues it that way (drop --dry-run=%s)", run.DryRun, f.dryRun)
 			}
 			f.dryRun = recorded
+			if err := f.readSetStdin(cmd.Context(), run.RunbookRef); err != nil {
+				return err
+			}
 			set, err := resumeSet(run.Set, f.setValues())
 			if err != nil {
 				return err
@@ -81,6 +84,7 @@ override the recorded ones.`,
 	// --dry-run and --yes, but no -f.
 	addConsentFlags(f, cmd)
 	cmd.Flags().StringArrayVar(&f.set, "set", nil, "runbook param as `key=value`: secret params again, or values overriding the recorded ones")
+	addSetStdinFlag(f, cmd)
 	return cmd
 }
 
@@ -104,7 +108,7 @@ func resumeSet(recorded, given map[string]string) ([]string, error) {
 	}
 	for k, v := range merged {
 		if v == "[redacted]" {
-			missing = append(missing, "--set "+k+"=...")
+			missing = append(missing, "--set "+k+"=... or --set-stdin "+k)
 		}
 	}
 	if len(missing) > 0 {

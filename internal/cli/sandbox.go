@@ -34,6 +34,8 @@ When seeded, it also serves a stand-in of the orchestrator's API on
 (not revoked) and JWTs signed with the key the orchestrator's running pods
 were started with, refuses disabled users, writes an audit_events row per
 request (the caller's address from X-Forwarded-For) and answers /health.
+Every API request is also a line of one Ready orchestrator pod's log, so
+` + "`kubectl logs -f`" + ` and k8s.log-watch see it as it happens.
 
 --api-latency puts a proxy delaying traffic in each direction between the
 clients of DIR/kubeconfig and kube-apiserver, as a remote control plane.

@@ -70,7 +70,8 @@ const logHistory = 8 * 24 * time.Hour
 // server per Node, all on kubeletAddress.
 type kubelets struct {
 	cs      kubernetes.Interface
-	epoch   time.Time // the log story is told relative to this instant
+	epoch   time.Time   // the log story is told relative to this instant
+	served  *requestLog // the orchestrator stand-in's request lines
 	ports   map[string]int
 	servers []*http.Server
 	ctx     context.Context // base of every request; cancelled by stop
@@ -79,8 +80,9 @@ type kubelets struct {
 }
 
 // startKubelets starts a log endpoint for each of nodes. The logs' story
-// is told relative to epoch.
-func startKubelets(cfg *rest.Config, nodes []string, epoch time.Time) (_ *kubelets, err error) {
+// is told relative to epoch; the orchestrator pods' logs add the lines of
+// the requests the stand-in API served (served may be nil).
+func startKubelets(cfg *rest.Config, nodes []string, epoch time.Time, served *requestLog) (_ *kubelets, err error) {
 	cfg = rest.CopyConfig(cfg)
 	cfg.UserAgent = "irctl-sandbox-kubelet"
 	cs, err := kubernetes.NewForConfig(cfg)
@@ -91,7 +93,7 @@ func startKubelets(cfg *rest.Config, nodes []string, epoch time.Time) (_ *kubele
 	if err != nil {
 		return nil, fmt.Errorf("kubelet certificate: %w", err)
 	}
-	k := &kubelets{cs: cs, epoch: epoch, ports: map[string]int{}}
+	k := &kubelets{cs: cs, epoch: epoch, served: served, ports: map[string]int{}}
 	k.ctx, k.cancel = context.WithCancel(context.Background())
 	defer func() {
 		if err != nil {
@@ -242,25 +244,65 @@ func (k *kubelets) containerLogs(node string, w http.ResponseWriter, r *http.Req
 		return
 	}
 	// follow, on a running container: stream what it prints from now on,
-	// until the client goes away or the sandbox stops.
+	// until the client goes away, the sandbox stops, or the container
+	// stops running (the pod deleted, the container terminated or
+	// restarted), when the stream ends as the kubelet's does.
 	rc := http.NewResponseController(w)
 	_ = rc.Flush()
-	tick := time.NewTicker(time.Second)
+	tick := time.NewTicker(followTick)
 	defer tick.Stop()
 	for last := to; ; {
 		select {
 		case <-ctx.Done():
 			return
-		case now := <-tick.C:
+		case <-tick.C:
+			// The instant is read after the tick: every line stamped
+			// before it is in the log by now (requestLog.add).
+			now := time.Now()
+			running := k.stillRunning(ctx, pod, container)
 			if !lw.write(gen(last, now)) {
 				return
 			}
 			last = now
-			if rc.Flush() != nil {
+			if rc.Flush() != nil || !running {
 				return
 			}
 		}
 	}
+}
+
+// followTick is how often a follow stream sends what was printed.
+const followTick = 500 * time.Millisecond
+
+// stillRunning reports whether the instance of pod's container a follow
+// streams still runs: the same pod (UID), not being deleted, the
+// container running since the same start.
+func (k *kubelets) stillRunning(ctx context.Context, pod *corev1.Pod, container string) bool {
+	cur, err := k.cs.CoreV1().Pods(pod.Namespace).Get(ctx, pod.Name, metav1.GetOptions{})
+	if err != nil {
+		// Gone, or the API server cannot say: a kubelet that cannot
+		// reach it keeps its containers running.
+		return !apierrors.IsNotFound(err)
+	}
+	if cur.UID != pod.UID || cur.DeletionTimestamp != nil {
+		return false
+	}
+	was, now := runningSince(pod, container), runningSince(cur, container)
+	return now != nil && (was == nil || now.Equal(*was))
+}
+
+// runningSince is when pod's container started running, nil if it is not
+// running.
+func runningSince(pod *corev1.Pod, container string) *time.Time {
+	for _, list := range [][]corev1.ContainerStatus{pod.Status.ContainerStatuses, pod.Status.InitContainerStatuses, pod.Status.EphemeralContainerStatuses} {
+		for _, s := range list {
+			if s.Name == container && s.State.Running != nil {
+				t := s.State.Running.StartedAt.Time
+				return &t
+			}
+		}
+	}
+	return nil
 }
 
 // decodeLogOptions reads the query parameters of PodLogOptions that the
@@ -402,7 +444,7 @@ func (k *kubelets) logFor(ctx context.Context, pod *corev1.Pod, container, image
 	switch {
 	case strings.HasPrefix(image, strings.SplitN(OrchestratorImage, ":", 2)[0]+":"):
 		replica, replicas := k.replica(ctx, pod, image)
-		return orchestratorLog(key, replica, replicas, k.epoch)
+		return withServed(orchestratorLog(key, replica, replicas, k.epoch), k.served, pod.UID)
 	case strings.Contains(image, "/postgres:"):
 		return postgresLog(start)
 	case strings.Contains(image, "/node-exporter:"):

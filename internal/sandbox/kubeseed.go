@@ -32,6 +32,10 @@ const (
 	OrchestratorImage   = "ghcr.io/llm-orchestrator/orchestrator:v0.2.0"
 	SnapshotClass       = "csi-snapclass"
 	CSIDriver           = "hostpath.csi.k8s.io"
+	// LLMKeysSecret holds the LLM provider's API key (key api-key) the
+	// orchestrator calls models with, as env LLM_API_KEY: the key a person
+	// obtains anew from the provider after the breach (k8s.secret-set).
+	LLMKeysSecret = "orchestrator-llm-keys"
 
 	// fieldManager marks the seed's writes, so that managedFields tell
 	// them apart from irctl's own ("irctl").
@@ -216,6 +220,11 @@ func seedSecrets(ctx context.Context, cs kubernetes.Interface, dbPassword string
 			ObjectMeta: metav1.ObjectMeta{Name: "orchestrator-db", Labels: map[string]string{"app": "orchestrator"}},
 			Type:       corev1.SecretTypeOpaque,
 			Data:       map[string][]byte{"password": []byte(dbPassword)},
+		},
+		{
+			ObjectMeta: metav1.ObjectMeta{Name: LLMKeysSecret, Labels: map[string]string{"app": "orchestrator"}},
+			Type:       corev1.SecretTypeOpaque,
+			Data:       map[string][]byte{"api-key": []byte("sk-proj-" + randomHex(24))},
 		},
 	}
 	for _, s := range secrets {

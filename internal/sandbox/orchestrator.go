@@ -25,8 +25,10 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -34,6 +36,7 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 )
@@ -81,12 +84,16 @@ type orchestratorAPI struct {
 	pendingGen int64
 	pool       *pgxpool.Pool // orchestrator role, cfg.dbPassword
 	loadErr    error         // the last load's failure, for /health
+	selector   string        // the Deployment's pod selector, as last seen
+
+	requests *requestLog   // the pods' request log lines (requestlog.go)
+	served   atomic.Uint64 // requests served, to share them among the pods
 }
 
 // startOrchestratorAPI loads the configuration the orchestrator pods run
 // with (waiting up to 30 s for the Deployment to exist), starts following
 // its rollouts and serves the API on a free 127.0.0.1 port.
-func startOrchestratorAPI(ctx context.Context, cfg *rest.Config, pgPort int) (*orchestratorAPI, error) {
+func startOrchestratorAPI(ctx context.Context, cfg *rest.Config, pgPort int, requests *requestLog) (*orchestratorAPI, error) {
 	cfg = rest.CopyConfig(cfg)
 	cfg.UserAgent = "irctl-sandbox-orchestrator"
 	cs, err := kubernetes.NewForConfig(cfg)
@@ -97,7 +104,7 @@ func startOrchestratorAPI(ctx context.Context, cfg *rest.Config, pgPort int) (*o
 	if err != nil {
 		return nil, err
 	}
-	o := &orchestratorAPI{URL: "http://" + ln.Addr().String(), cs: cs, pgPort: pgPort, done: make(chan struct{})}
+	o := &orchestratorAPI{URL: "http://" + ln.Addr().String(), cs: cs, pgPort: pgPort, done: make(chan struct{}), requests: requests}
 	waitCtx, cancelWait := context.WithTimeout(ctx, 30*time.Second)
 	defer cancelWait()
 	for !o.sync(waitCtx) {
@@ -171,6 +178,11 @@ func (o *orchestratorAPI) sync(ctx context.Context) bool {
 	if err != nil {
 		o.setErr(err)
 		return loaded
+	}
+	if sel, err := metav1.LabelSelectorAsSelector(dep.Spec.Selector); err == nil {
+		o.mu.Lock()
+		o.selector = sel.String()
+		o.mu.Unlock()
 	}
 	if loaded && dep.Generation == gen {
 		return true
@@ -365,16 +377,41 @@ func (o *orchestratorAPI) readyPods(ctx context.Context) (int, error) {
 	}
 	n := 0
 	for _, p := range pods.Items {
-		if p.DeletionTimestamp != nil {
-			continue
-		}
-		for _, c := range p.Status.Conditions {
-			if c.Type == corev1.PodReady && c.Status == corev1.ConditionTrue {
-				n++
-			}
+		if p.DeletionTimestamp == nil && podReady(&p) {
+			n++
 		}
 	}
 	return n, nil
+}
+
+// servingPod is the orchestrator pod that serves the next request: the
+// Ready pods the Deployment selects (a quarantined pod that lost its
+// labels is no longer among them) take turns, as behind a Service. ""
+// when none is Ready.
+func (o *orchestratorAPI) servingPod(ctx context.Context) types.UID {
+	o.mu.RLock()
+	sel := o.selector
+	o.mu.RUnlock()
+	if sel == "" {
+		return ""
+	}
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	pods, err := o.cs.CoreV1().Pods(DemoNamespace).List(ctx, metav1.ListOptions{LabelSelector: sel})
+	if err != nil {
+		return ""
+	}
+	var ready []corev1.Pod
+	for _, p := range pods.Items {
+		if p.DeletionTimestamp == nil && podReady(&p) {
+			ready = append(ready, p)
+		}
+	}
+	if len(ready) == 0 {
+		return ""
+	}
+	sort.Slice(ready, func(i, j int) bool { return ready[i].Name < ready[j].Name })
+	return ready[(o.served.Add(1)-1)%uint64(len(ready))].UID
 }
 
 // liveGeneration is the Deployment generation whose configuration is live.
@@ -415,7 +452,7 @@ func (s *Sandbox) startServices(ctx context.Context, o Options, logf func(string
 		return nil
 	}
 	var err error
-	if s.orchAPI, err = startOrchestratorAPI(ctx, s.RESTConfig, s.pg.port); err != nil {
+	if s.orchAPI, err = startOrchestratorAPI(ctx, s.RESTConfig, s.pg.port, s.requests); err != nil {
 		return err
 	}
 	s.OrchestratorURL = s.orchAPI.URL

@@ -100,20 +100,27 @@ func (o *orchestratorAPI) health(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, status, body)
 }
 
-// api authenticates the request, audits it and answers it.
-func (o *orchestratorAPI) api(w http.ResponseWriter, r *http.Request) {
+// api authenticates the request, audits it, answers it and logs it in
+// the log of the orchestrator pod that serves it (requestlog.go).
+func (o *orchestratorAPI) api(rw http.ResponseWriter, r *http.Request) {
 	ctx, cancel := context.WithTimeout(r.Context(), 10*time.Second)
 	defer cancel()
+	began := time.Now()
+	w := &recorder{ResponseWriter: rw}
+	info := &requestInfo{}
+	addr := callerAddr(r)
+	defer func() { o.logRequest(ctx, r, addr, w, info, time.Since(began)) }()
 	key, pool := o.state()
 	if pool == nil {
+		info.reason = "database not configured"
 		writeJSON(w, http.StatusServiceUnavailable, map[string]string{"error": "database not configured"})
 		return
 	}
-	addr := callerAddr(r)
 	who, err := authenticate(ctx, pool, key, r)
 	var ae *authError
 	switch {
 	case errors.As(err, &ae):
+		info.userID, info.keyPrefix, info.reason = ae.userID, ae.prefix, ae.reason
 		details := map[string]any{"method": r.Method, "status": ae.status, "reason": ae.reason}
 		if ae.prefix != "" {
 			details["key_prefix"] = ae.prefix
@@ -125,9 +132,11 @@ func (o *orchestratorAPI) api(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, ae.status, map[string]string{"error": ae.reason})
 		return
 	case err != nil:
+		info.reason = "database unavailable"
 		dbUnavailable(w, err)
 		return
 	}
+	info.userID, info.auth, info.keyPrefix = who.UserID, who.Auth, who.KeyPrefix
 	status, body := http.StatusNotFound, any(map[string]string{"error": "not found"})
 	if r.URL.Path == "/v1/me" && r.Method == http.MethodGet {
 		status, body = http.StatusOK, who
@@ -141,6 +150,43 @@ func (o *orchestratorAPI) api(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeJSON(w, status, body)
+}
+
+// recorder keeps a response's status and size, for the request's log
+// line.
+type recorder struct {
+	http.ResponseWriter
+	status int
+	bytes  int64
+}
+
+func (r *recorder) WriteHeader(code int) {
+	if r.status == 0 {
+		r.status = code
+	}
+	r.ResponseWriter.WriteHeader(code)
+}
+
+func (r *recorder) Write(p []byte) (int, error) {
+	if r.status == 0 {
+		r.status = http.StatusOK
+	}
+	n, err := r.ResponseWriter.Write(p)
+	r.bytes += int64(n)
+	return n, err
+}
+
+// logRequest writes the request's line into the log of the pod that
+// served it. It runs before the response is flushed, so a caller that has
+// its answer finds the line in the pod's log.
+func (o *orchestratorAPI) logRequest(ctx context.Context, r *http.Request, addr netip.Addr, w *recorder, info *requestInfo, took time.Duration) {
+	pod := o.servingPod(context.WithoutCancel(ctx))
+	ip := "-"
+	if addr.IsValid() {
+		ip = addr.String()
+	}
+	level, text := requestLine(info.userID, ip, r.Method, r.URL.Path, w.status, took, info, r.UserAgent(), w.bytes)
+	o.requests.add(pod, level, text)
 }
 
 func dbUnavailable(w http.ResponseWriter, err error) {

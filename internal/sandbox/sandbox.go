@@ -100,6 +100,7 @@ type Sandbox struct {
 	kubelets  *kubelets           // when seeded
 	snapshots *snapshotController // once the sandbox is up
 	orchAPI   *orchestratorAPI    // when seeded
+	requests  *requestLog         // the orchestrator pods' request lines, when seeded
 	kubeDir   string              // etcd's data, kube-apiserver's certificates, the servers' logs
 	ownDir    string              // the state dir, when Start made it
 	stopOnce  sync.Once
@@ -281,7 +282,8 @@ func Start(ctx context.Context, o Options) (_ *Sandbox, err error) {
 func (s *Sandbox) startSimulations(ctx context.Context, binDir string, seeded bool, epoch time.Time) error {
 	var err error
 	if seeded {
-		if s.kubelets, err = startKubelets(s.RESTConfig, NodeNames, epoch); err != nil {
+		s.requests = newRequestLog()
+		if s.kubelets, err = startKubelets(s.RESTConfig, NodeNames, epoch, s.requests); err != nil {
 			return err
 		}
 		if err := s.kubelets.register(ctx); err != nil {

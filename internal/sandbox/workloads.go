@@ -52,6 +52,7 @@ func orchestratorPodSpec() corev1.PodSpec {
 				{Name: "DATABASE_USER", Value: dbRole},
 				secretEnv("DATABASE_PASSWORD", "orchestrator-db", "password"),
 				secretEnv("JWT_SECRET", "orchestrator-jwt-secret", "secret"),
+				secretEnv("LLM_API_KEY", LLMKeysSecret, "api-key"),
 			},
 		}},
 	}

@@ -193,7 +193,7 @@ func TestSeededAttackLeftovers(t *testing.T) {
 			refs[e.Name] = e.ValueFrom.SecretKeyRef.Name
 		}
 	}
-	if refs["JWT_SECRET"] != "orchestrator-jwt-secret" || refs["DATABASE_PASSWORD"] != "orchestrator-db" {
+	if refs["JWT_SECRET"] != "orchestrator-jwt-secret" || refs["DATABASE_PASSWORD"] != "orchestrator-db" || refs["LLM_API_KEY"] != sandbox.LLMKeysSecret {
 		t.Errorf("orchestrator env from secrets: %v", refs)
 	}
 }

@@ -142,6 +142,21 @@ type ScanCount struct {
 // keeps; lines longer than maxScanLine are matched on their beginning.
 func ScanLines(r io.Reader, f LineFilter, keep func(line []byte)) (ScanCount, error) {
 	var c ScanCount
+	err := ReadLines(r, func(line []byte) {
+		c.Lines++
+		if ok, n := f.Keep(line); ok {
+			c.Matches++
+			c.Largest = max(c.Largest, n)
+			keep(line)
+		}
+	})
+	return c, err
+}
+
+// ReadLines calls each for every line of r, without its line ending; a
+// line longer than maxScanLine is cut to its beginning. The slice is only
+// valid during the call. It returns nil at the end of r.
+func ReadLines(r io.Reader, each func(line []byte)) error {
 	br := bufio.NewReaderSize(r, 64<<10)
 	var long []byte
 	for {
@@ -160,19 +175,13 @@ func ScanLines(r io.Reader, f LineFilter, keep func(line []byte)) (ScanCount, er
 			line, long = long, nil
 		}
 		if len(line) > 0 {
-			c.Lines++
-			trimmed := bytes.TrimRight(line, "\r\n")
-			if ok, n := f.Keep(trimmed); ok {
-				c.Matches++
-				c.Largest = max(c.Largest, n)
-				keep(trimmed)
-			}
+			each(bytes.TrimRight(line, "\r\n"))
 		}
 		if err == io.EOF {
-			return c, nil
+			return nil
 		}
 		if err != nil {
-			return c, err
+			return err
 		}
 	}
 }

@@ -3,7 +3,6 @@ package kubeaction
 import (
 	"context"
 	"crypto/rand"
-	"crypto/subtle"
 	"encoding/base64"
 	"fmt"
 	"sort"
@@ -14,7 +13,6 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/validation"
-	"k8s.io/client-go/util/retry"
 
 	"irctl.dev/irctl/internal/action"
 	"irctl.dev/irctl/internal/kube"
@@ -175,57 +173,11 @@ func (SecretRotate) Apply(ctx context.Context, env *action.Env, p runbook.Params
 	if err != nil {
 		return nil, err
 	}
-	secrets := c.Core.CoreV1().Secrets(ns)
-	dry := kube.DryRunOpt(env.DryRun == action.DryRunServer)
-	prev, created := "none", false
 	// The new value is 64 random bytes: a Secret holding it is irctl's own
 	// write, found again after a lost response, an AlreadyExists from a
 	// create that had reached the server, or a conflict after an update
 	// that had. It is never rotated a second time.
-	own := func(s *corev1.Secret) bool { return subtle.ConstantTimeCompare(s.Data[key], value) == 1 }
-	// Re-read on every attempt: a conflict means somebody else changed the
-	// Secret, and an AlreadyExists that somebody created it meanwhile.
-	write := func() error {
-		return retry.OnError(retry.DefaultRetry, func(err error) bool { return apierrors.IsConflict(err) || apierrors.IsAlreadyExists(err) }, func() error {
-			cur, err := secrets.Get(ctx, name, metav1.GetOptions{})
-			if apierrors.IsNotFound(err) {
-				created = true
-				s := &corev1.Secret{
-					ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns, Labels: managedByLabel, Annotations: rotationAnnotations(env)},
-					Type:       corev1.SecretTypeOpaque,
-					Data:       map[string][]byte{key: value},
-				}
-				_, err = secrets.Create(ctx, s, metav1.CreateOptions{FieldManager: kube.FieldManager, DryRun: dry})
-				return err
-			}
-			if err != nil || own(cur) {
-				return err
-			}
-			created = false
-			if prev, err = fingerprintOf(env, cur, key); err != nil {
-				return err
-			}
-			if cur.Data == nil {
-				cur.Data = map[string][]byte{}
-			}
-			cur.Data[key] = value
-			if cur.Annotations == nil {
-				cur.Annotations = map[string]string{}
-			}
-			for k, v := range rotationAnnotations(env) {
-				cur.Annotations[k] = v
-			}
-			_, err = secrets.Update(ctx, cur, metav1.UpdateOptions{FieldManager: kube.FieldManager, DryRun: dry})
-			return err
-		})
-	}
-	err = kube.Write(ctx, write, func() (bool, error) {
-		cur, err := secrets.Get(ctx, name, metav1.GetOptions{})
-		if apierrors.IsNotFound(err) {
-			return false, nil
-		}
-		return err == nil && own(cur), err
-	})
+	prev, created, err := writeSecretKey(ctx, env, c, ns, name, key, value, true)
 	if err != nil {
 		return nil, fmt.Errorf("rotate Secret %s: %s", where, kube.Short(err))
 	}
