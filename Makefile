@@ -90,12 +90,12 @@ drill: build sandbox-bins ## bring up the sandbox, run the incident (contain to 
 	$(BIN)/irctl assess --yes --set suspicious_ips=$(DRILL_ATTACKERS); \
 	echo; echo "== irctl preserve --yes"; \
 	$(BIN)/irctl preserve --yes; \
-	echo; echo "== rehearsal: irctl eradicate --dry-run=server"; \
-	$(BIN)/irctl eradicate --dry-run=server; \
-	echo; echo "== irctl eradicate --yes (the manual step is recorded as skipped: nobody confirms in a drill)"; \
-	$(BIN)/irctl eradicate --yes; \
-	echo; echo "== irctl recover --yes"; \
-	$(BIN)/irctl recover --yes --set api_url=$$ORCHESTRATOR_URL; \
+	echo; echo "== rehearsal: irctl eradicate --dry-run=server (the new LLM provider key from stdin)"; \
+	echo drill-llm-provider-key | $(BIN)/irctl eradicate --dry-run=server --set-stdin new_llm_key; \
+	echo; echo "== irctl eradicate --yes (manual steps are recorded as skipped: nobody confirms in a drill)"; \
+	echo drill-llm-provider-key | $(BIN)/irctl eradicate --yes --set-stdin new_llm_key; \
+	echo; echo "== irctl recover --yes (watching the logs for 10s)"; \
+	$(BIN)/irctl recover --yes --set api_url=$$ORCHESTRATOR_URL --set monitor_for=10s; \
 	echo; echo "== irctl validate (the attacker's leaked key and stolen JWT, from the sandbox's env)"; \
 	$(BIN)/irctl validate --set api_url=$$ORCHESTRATOR_URL --set leaked_api_key=$$ATTACKER_API_KEY --set stolen_jwt=$$ATTACKER_JWT; \
 	echo; echo "== irctl evidence verify"; \

@@ -3,6 +3,7 @@ package cli
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"net/http"
 	"os"
 	"strings"
@@ -56,23 +57,57 @@ func newE2E(t *testing.T) *e2e {
 	return e
 }
 
-func (e *e2e) run(args ...string) result {
+func (e *e2e) run(args ...string) result { return e.runStdin("", args...) }
+
+func (e *e2e) runStdin(stdin string, args ...string) result {
 	full := []string{"--kubeconfig", e.sb.KubeconfigPath, "--database-url", e.dbURL, "--state-dir", e.stateDir}
 	if e.incident != "" {
 		full = append(full, "--incident", e.incident)
 	}
 	var out, errb bytes.Buffer
-	code := Run(context.Background(), append(full, args...), IOStreams{In: strings.NewReader(""), Out: &out, ErrOut: &errb})
+	code := Run(context.Background(), append(full, args...), IOStreams{In: strings.NewReader(stdin), Out: &out, ErrOut: &errb})
 	return result{code: code, stdout: out.String(), stderr: errb.String()}
 }
 
 func (e *e2e) mustRun(args ...string) string {
 	e.t.Helper()
-	r := e.run(args...)
+	return e.mustRunStdin("", args...)
+}
+
+func (e *e2e) mustRunStdin(stdin string, args ...string) string {
+	e.t.Helper()
+	r := e.runStdin(stdin, args...)
 	if r.code != 0 {
 		e.t.Fatalf("irctl %s: exit %d\n%s%s", strings.Join(args, " "), r.code, r.stdout, r.stderr)
 	}
 	return r.stdout
+}
+
+// settled waits until the service runs the Deployment's current
+// generation (its /health says which), as it does a moment after a
+// rollout completes: probing before that would measure the stand-in's
+// polling, not irctl.
+func (e *e2e) settled() {
+	e.t.Helper()
+	d, err := e.cs.AppsV1().Deployments(sandbox.DemoNamespace).Get(context.Background(), "orchestrator", metav1.GetOptions{})
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		resp, err := http.Get(e.sb.OrchestratorURL + "/health")
+		if err != nil {
+			e.t.Fatal(err)
+		}
+		var h struct{ Generation int64 }
+		_ = json.NewDecoder(resp.Body).Decode(&h)
+		resp.Body.Close()
+		if h.Generation >= d.Generation {
+			return
+		}
+		if time.Now().After(deadline) {
+			e.t.Fatalf("the service still runs generation %d of the Deployment, not %d", h.Generation, d.Generation)
+		}
+	}
 }
 
 // api calls the orchestrator stand-in as the attacker would.
@@ -153,6 +188,7 @@ func TestSecurityIncidentRunbookEndToEnd(t *testing.T) {
 	}
 
 	e.mustRun("contain", "--yes")
+	e.settled()
 	if got := e.api("X-API-Key", e.sb.AttackerAPIKey); got != http.StatusUnauthorized {
 		t.Errorf("after contain, the leaked key gets %d, want 401", got)
 	}
@@ -185,7 +221,10 @@ func TestSecurityIncidentRunbookEndToEnd(t *testing.T) {
 	// Eradicate rehearsed: nothing changes, and the plan counts what the
 	// real run then changes.
 	before := e.state()
-	out := e.mustRun("eradicate", "--dry-run=server", "-o", "json")
+	// The new LLM provider key a person obtained, from stdin as an
+	// operator would give it.
+	const newLLMKey = "sk-provider-e2e-canary-7f3c"
+	out := e.mustRunStdin(newLLMKey+"\n", "eradicate", "--dry-run=server", "-o", "json", "--set-stdin", "new_llm_key")
 	if after := e.state(); after != before {
 		t.Fatalf("eradicate --dry-run=server changed the servers: %s -> %s", before, after)
 	}
@@ -200,7 +239,7 @@ func TestSecurityIncidentRunbookEndToEnd(t *testing.T) {
 			}
 		}
 	}
-	out = e.mustRun("eradicate", "--yes", "-o", "json")
+	out = e.mustRunStdin(newLLMKey+"\n", "eradicate", "--yes", "-o", "json", "--set-stdin", "new_llm_key")
 	for _, rep := range parseReports(t, out) {
 		for _, s := range rep.Steps {
 			if s.Step == "disable-compromised-accounts" && (s.Result == nil || s.Result.Changed != planned[s.Step] || planned[s.Step] != 3) {
@@ -228,14 +267,18 @@ func TestSecurityIncidentRunbookEndToEnd(t *testing.T) {
 		t.Errorf("after eradicate /health is %d, want 200", got)
 	}
 
-	e.mustRun("recover", "--yes", "--set", "api_url="+e.sb.OrchestratorURL)
+	e.mustRun("recover", "--yes", "--set", "api_url="+e.sb.OrchestratorURL, "--set", "monitor_for=3s")
 	if got := e.health(); got != http.StatusOK {
 		t.Errorf("after recover /health is %d, want 200", got)
 	}
 	if r := validate(); r.code != 0 {
 		t.Fatalf("validate after the incident: exit %d, want 0\n%s%s", r.code, r.stdout, r.stderr)
 	}
-	for _, secret := range []string{e.sb.AttackerAPIKey, e.sb.AttackerJWT} {
+	llm, err := e.cs.CoreV1().Secrets(sandbox.DemoNamespace).Get(t.Context(), "orchestrator-llm-keys", metav1.GetOptions{})
+	if err != nil || string(llm.Data["api-key"]) != newLLMKey {
+		t.Errorf("the new LLM key is not in the Secret the service reads (%v)", err)
+	}
+	for _, secret := range []string{e.sb.AttackerAPIKey, e.sb.AttackerJWT, newLLMKey} {
 		for _, rec := range e.journalText() {
 			if strings.Contains(rec, secret) {
 				t.Fatalf("a secret --set value is in the journal: %s", rec)

@@ -49,7 +49,8 @@ func (LogWatch) Spec() runbook.Spec {
 		Timeout: 30 * time.Minute, // the step's default deadline; `for` is cut to fit it
 		Description: "Follow the logs of the pods a selector matches, and of pods that appear meanwhile (a rollout's replacements), for a bounded time; " +
 			"report the lines matching a pattern (per-pod counts, the first matches shown), save every match as evidence (JSON lines); optionally fail on a match.",
-		Uses: []string{runbook.UsesKubernetes},
+		Uses:  []string{runbook.UsesKubernetes},
+		Table: true, // expect: can count the matches
 		Params: []runbook.ParamDef{
 			{Name: "namespace", Type: runbook.String, Required: true, Description: "namespace of the pods"},
 			{Name: "selector", Type: runbook.String, Required: true, Description: "label selector of the pods to follow, e.g. app=orchestrator; pods it matches later are followed too"},
