@@ -45,6 +45,7 @@ type factory struct {
 	logLevel, logFormat                            string
 	set                                            []string
 	yes                                            bool
+	allowExternal                                  bool
 	// Parsed once, when the flags are set.
 	dryRun action.DryRun
 	output outputFormat
@@ -180,6 +181,9 @@ func (f *factory) env() (*action.Env, error) {
 		Now:      time.Now,
 		Incident: f.incidentID,
 		Evidence: f.evidenceStore,
+		// Credentials an action reads (a webhook URL, an SMTP password)
+		// are redacted from everything printed from then on.
+		AddSecrets: f.secrets.Add,
 		FingerprintKey: func() ([]byte, error) {
 			inc, err := f.openIncident()
 			if err != nil {

@@ -56,6 +56,13 @@ func parseDryRun(s string) (action.DryRun, error) {
 func addRunFlags(f *factory, cmd *cobra.Command) {
 	addRunbookFlags(f, cmd)
 	addConsentFlags(f, cmd)
+	addExternalFlag(f, cmd)
+}
+
+// addExternalFlag gives a runner --allow-external: external notices
+// (customers, regulators, law enforcement) ask even under --yes without it.
+func addExternalFlag(f *factory, cmd *cobra.Command) {
+	cmd.Flags().BoolVar(&f.allowExternal, "allow-external", false, "send external notices (customers, regulators, law enforcement) without asking; --yes alone does not")
 }
 
 // addConsentFlags gives a command that changes things (undo, besides the

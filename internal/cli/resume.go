@@ -80,6 +80,7 @@ override the recorded ones.`,
 	// resume runs the recorded runbook: --set (secrets again, overrides),
 	// --dry-run and --yes, but no -f.
 	addConsentFlags(f, cmd)
+	addExternalFlag(f, cmd)
 	cmd.Flags().StringArrayVar(&f.set, "set", nil, "runbook param as `key=value`: secret params again, or values overriding the recorded ones")
 	return cmd
 }

@@ -67,6 +67,12 @@ func (e *Engine) printPlan(w io.Writer, plan *action.Plan) {
 	for _, t := range plan.Targets {
 		fmt.Fprintf(w, "    %s\n", Clean(t))
 	}
+	if plan.Message != "" {
+		fmt.Fprintf(w, "    message:\n")
+		for _, line := range strings.Split(strings.TrimRight(plan.Message, "\n"), "\n") {
+			fmt.Fprintf(w, "      | %s\n", Clean(line))
+		}
+	}
 	for _, warn := range plan.Warnings {
 		fmt.Fprintf(w, "  warning: %s\n", Clean(warn))
 	}

@@ -7,6 +7,7 @@ import (
 	"irctl.dev/irctl/internal/action/httpaction"
 	"irctl.dev/irctl/internal/action/kubeaction"
 	"irctl.dev/irctl/internal/action/manual"
+	"irctl.dev/irctl/internal/action/notifyaction"
 	"irctl.dev/irctl/internal/action/promaction"
 	"irctl.dev/irctl/internal/action/sqlaction"
 )
@@ -38,5 +39,8 @@ func Registry() *action.Registry {
 		kubeaction.Delete{},
 		kubeaction.Find{},
 		manual.Step{},
+		notifyaction.Slack{},
+		notifyaction.Email{},
+		notifyaction.Webhook{},
 	)
 }
