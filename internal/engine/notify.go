@@ -142,7 +142,8 @@ func countFailed(r incident.Record) int {
 // end). ok says whether to apply; otherwise sr and err are the step's.
 func (e *Engine) externalNotice(ctx context.Context, s runbook.Step, a action.Action, plan *action.Plan, planRec incident.Record, sr StepReport) (bool, StepReport, error) {
 	if plan.Message != "" {
-		name, err := e.saveDraft(s, plan.Message)
+		draft := fmt.Sprintf("Incident: %s\nStep: %s/%s (%s)\nPlan: %s\nRecipients: %s\n\n%s", e.Incident.ID, s.Phase, s.Name, s.Action, plan.Summary, strings.Join(plan.Targets, "; "), plan.Message)
+		name, err := e.saveDraft(s, draft)
 		if err != nil {
 			return false, sr, fmt.Errorf("step %s: saving the draft notice as evidence: %w", s.Name, err)
 		}

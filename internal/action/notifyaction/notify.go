@@ -33,7 +33,7 @@ Declared [[utc .DeclaredAt]] by [[.DeclaredBy]][[if .Runbook]]; runbook: [[.Runb
 `
 
 // DefaultSubject is the subject (email) or title (webhook) by default.
-const DefaultSubject = `[[[.Severity]]] [[.ID]] [[.Status]]: [[.Title]]`
+const DefaultSubject = `[[printf "[%s]" .Severity]] [[.ID]] [[.Status]]: [[.Title]]`
 
 // defaultTimeout bounds a notify step, retries included: a channel that
 // is down should not hold the phase for the engine's 10 minutes.
@@ -180,11 +180,13 @@ func plan(env *action.Env, p runbook.Params, channel, summary string, recipients
 		n.Deliveries = append(n.Deliveries, d)
 	}
 	pl.Noop = pl.Count == 0
-	what := "send"
-	if pl.External {
-		what = "send an EXTERNAL notice"
+	pl.Summary = fmt.Sprintf("send %s to %d recipient(s)", summary, pl.Count)
+	if len(recipients) == 0 {
+		pl.Summary = fmt.Sprintf("no recipients set: %s goes to nobody", summary)
 	}
-	pl.Summary = fmt.Sprintf("%s %s to %d recipient(s)", what, summary, pl.Count)
+	if pl.External {
+		pl.Summary = "EXTERNAL notice: " + pl.Summary
+	}
 	if n.Subject != "" {
 		pl.Summary += fmt.Sprintf(", subject %q", n.Subject)
 	}
