@@ -34,7 +34,7 @@ func (Email) Spec() runbook.Spec {
 		runbook.ParamDef{Name: "subject", Type: runbook.String, Description: "subject template ([[ ]] over the incident); default: severity, ID, status and title"},
 		runbook.ParamDef{Name: "smtp_host", Type: runbook.String, Required: true, Description: "SMTP server"},
 		runbook.ParamDef{Name: "smtp_port", Type: runbook.Int, Default: int64(587), Description: "SMTP port"},
-		runbook.ParamDef{Name: "smtp_tls", Type: runbook.String, Default: "starttls", Description: "starttls (required), opportunistic, tls (implicit, port 465) or none"},
+		runbook.ParamDef{Name: "smtp_tls", Type: runbook.String, Default: "starttls", Description: "starttls (required), opportunistic, tls (implicit, port 465) or none (then a password crosses the network in clear: loopback relays only)"},
 		runbook.ParamDef{Name: "username", Type: runbook.String, Description: "SMTP user; with it the password is required"},
 	)
 	params = append(params, credentialParams("password", "the SMTP password")...)
@@ -97,7 +97,13 @@ func (Email) Plan(_ context.Context, env *action.Env, p runbook.Params) (*action
 		opts = append(opts, gomail.WithTLSPolicy(gomail.NoTLS))
 	}
 	if u := p.String("username"); u != "" {
-		opts = append(opts, gomail.WithSMTPAuth(gomail.SMTPAuthAutoDiscover), gomail.WithUsername(u), gomail.WithPassword(pass))
+		// Without TLS only PLAIN-NOENC sends the password at all: the
+		// operator chose smtp_tls none (a relay on loopback, say).
+		auth := gomail.SMTPAuthAutoDiscover
+		if p.String("smtp_tls") == "none" {
+			auth = gomail.SMTPAuthPlainNoEnc
+		}
+		opts = append(opts, gomail.WithSMTPAuth(auth), gomail.WithUsername(u), gomail.WithPassword(pass))
 	}
 	server := fmt.Sprintf("%s:%d", p.String("smtp_host"), p.Int("smtp_port"))
 	n := &notice{Subject: subj, Message: msg}

@@ -66,7 +66,7 @@ func (Slack) Plan(_ context.Context, env *action.Env, p runbook.Params) (*action
 			return slackErr(slack.PostWebhookContext(ctx, hook, &slack.WebhookMessage{Text: msg, Channel: channel}))
 		}
 		if channel == "" {
-			channel = "the webhook's channel"
+			channel = "(the webhook's own channel)"
 		}
 	} else {
 		token, err := credential(env, p, "token_env", "token_file", "the Slack bot token", true)
