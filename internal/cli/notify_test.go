@@ -210,11 +210,82 @@ func closedPort(t *testing.T) int {
 
 // One channel failing does not hide the others: an email step whose SMTP
 // server does not answer is retried, then reported per recipient, and the
-// Slack step after it still posts; the phase exits 4. Its rerun sends
-// Slack nothing new and tries the mail again.
-func TestNotifyPartialFailureStillDeliversTheOtherChannels(t *testing.T) {
+// Slack step after it still posts; the phase exits 4. `irctl resume`, with
+// the SMTP port fixed, sends the mail and not the Slack message again; a
+// rerun then sends nothing.
+func TestNotifyPartialFailureStillDeliversTheOtherChannelsAndResumeSendsTheRest(t *testing.T) {
 	h := newHarness(t, 0)
 	notifyEnv(t, h.sb)
+	tag := randHex(4)
+	rb := filepath.Join(t.TempDir(), "notify.yaml")
+	if err := os.WriteFile(rb, []byte(`apiVersion: irctl/v1
+kind: Runbook
+name: notify-test
+params:
+  namespace: {default: x}
+  smtp_port: {type: int, required: true}
+  to: {type: strings, required: true}
+phases:
+  notify:
+    - name: mail
+      action: notify.email
+      with: {to: "{{ .to }}", from: irctl@example.com, smtp_host: 127.0.0.1, smtp_port: "{{ .smtp_port }}", smtp_tls: none, attempts: 2}
+    - name: slack
+      action: notify.slack
+      with: {webhook_url_env: IRCTL_SLACK_WEBHOOK, message: "[[.ID]] partial-`+tag+`"}
+`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	to := []string{"a+" + tag + "@example.com", "b+" + tag + "@example.com"}
+	slackPosts := func() int { return len(receivedWith(t, h.sb, h.incident+" partial-"+tag)["slack-webhook"]) }
+	mails := func() (n int) {
+		for _, a := range to {
+			m, _ := mailTo(t, h.sb, a)
+			n += len(m)
+		}
+		return n
+	}
+	r := h.run("notify", "-f", rb, "--yes", "--set", "to="+strings.Join(to, ","), "--set", "smtp_port="+strconv.Itoa(closedPort(t)))
+	if r.code != 4 {
+		t.Fatalf("exit %d, want 4\n%s\n%s", r.code, r.stdout, r.stderr)
+	}
+	if !strings.Contains(r.stdout, "failed: "+to[0]) || !strings.Contains(r.stdout, "failed: "+to[1]) || !strings.Contains(r.stdout, "after 2 tries") {
+		t.Errorf("each recipient's failure should be reported, after the retries:\n%s", r.stdout)
+	}
+	if n := slackPosts(); n != 1 {
+		t.Fatalf("Slack got %d post(s), want 1", n)
+	}
+	if n := mails(); n != 0 {
+		t.Fatalf("Mailpit got %d mail(s) from a step pointed elsewhere", n)
+	}
+
+	r = h.run("resume", "--yes", "--set", "smtp_port="+strconv.Itoa(h.sb.MailpitSMTPPort))
+	if r.code != 0 {
+		t.Fatalf("resume: exit %d\n%s\n%s", r.code, r.stdout, r.stderr)
+	}
+	if n := mails(); n != 2 {
+		t.Errorf("after resume Mailpit holds %d mail(s), want 2", n)
+	}
+	if n := slackPosts(); n != 1 {
+		t.Errorf("resume posted to Slack again: %d posts", n)
+	}
+
+	r = h.run("notify", "-f", rb, "--yes", "--set", "to="+strings.Join(to, ","), "--set", "smtp_port="+strconv.Itoa(h.sb.MailpitSMTPPort))
+	if r.code != 0 || strings.Count(r.stdout, "already sent at") != 3 {
+		t.Errorf("rerun: exit %d, want 0 with 3 recipients already sent\n%s", r.code, r.stdout)
+	}
+	if mails() != 2 || slackPosts() != 1 {
+		t.Errorf("the rerun sent again")
+	}
+}
+
+// Slack with a bot token (chat.postMessage, the receiver answering as
+// Slack's Web API does), and an email step requiring STARTTLS from a
+// server that offers none: refused, nothing sent, the phase exit 4.
+func TestNotifySlackBotTokenAndMandatoryStartTLS(t *testing.T) {
+	h := newHarness(t, 0)
+	tag := randHex(4)
+	t.Setenv("IRCTL_TEST_SLACK_TOKEN", "xoxb-"+randHex(8))
 	rb := filepath.Join(t.TempDir(), "notify.yaml")
 	if err := os.WriteFile(rb, []byte(fmt.Sprintf(`apiVersion: irctl/v1
 kind: Runbook
@@ -223,30 +294,24 @@ params:
   namespace: {default: x}
 phases:
   notify:
-    - name: mail
-      action: notify.email
-      with: {to: [a@example.com, b@example.com], from: irctl@example.com, smtp_host: 127.0.0.1, smtp_port: %d, smtp_tls: none, attempts: 2}
     - name: slack
       action: notify.slack
-      with: {webhook_url_env: IRCTL_SLACK_WEBHOOK, message: "[[.ID]] partial-test"}
-`, closedPort(t))), 0o600); err != nil {
+      with: {token_env: IRCTL_TEST_SLACK_TOKEN, channel: "#sec-%s", api_url: %s/slack/api/, message: "[[.ID]] bot-%s"}
+    - name: mail
+      action: notify.email
+      with: {to: [tls+%s@example.com], from: irctl@example.com, smtp_host: %s, smtp_port: %d, attempts: 1}
+`, tag, h.sb.NotifyReceiverURL, tag, tag, h.sb.MailpitSMTPHost, h.sb.MailpitSMTPPort)), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	r := h.run("notify", "-f", rb, "--yes")
-	if r.code != 4 {
+	if r.code != 4 || !strings.Contains(r.stdout, "STARTTLS required") {
 		t.Fatalf("exit %d, want 4\n%s\n%s", r.code, r.stdout, r.stderr)
 	}
-	if !strings.Contains(r.stdout, "failed: a@example.com") || !strings.Contains(r.stdout, "after 2 tries") {
-		t.Errorf("each recipient's failure should be reported, after the retries:\n%s", r.stdout)
+	got := receivedWith(t, h.sb, "bot-"+tag)["slack-api"]
+	if len(got) != 1 || !strings.Contains(got[0].Body, "sec-"+tag) || !strings.Contains(got[0].Body, "token=xoxb-") {
+		t.Errorf("chat.postMessage calls: %+v", got)
 	}
-	if got := receivedWith(t, h.sb, h.incident+" partial-test")["slack-webhook"]; len(got) != 1 {
-		t.Fatalf("Slack got %d post(s), want 1", len(got))
-	}
-	r = h.run("notify", "-f", rb, "--yes")
-	if r.code != 4 || !strings.Contains(r.stdout, "already sent at") {
-		t.Errorf("rerun: exit %d, want 4 with Slack already sent\n%s", r.code, r.stdout)
-	}
-	if got := receivedWith(t, h.sb, h.incident+" partial-test")["slack-webhook"]; len(got) != 1 {
-		t.Errorf("the rerun posted to Slack again: %d posts", len(got))
+	if m, _ := mailTo(t, h.sb, "tls+"+tag+"@example.com"); len(m) != 0 {
+		t.Errorf("mail went without the STARTTLS the step requires: %+v", m)
 	}
 }

@@ -87,7 +87,7 @@ type StepReport struct {
 	Step   string         `json:"step"`
 	Action string         `json:"action"`
 	Where  string         `json:"where"`
-	Status string         `json:"status"` // planned, noop, applied, dry-run, declined, failed, partial, interrupted, done-before
+	Status string         `json:"status"` // planned, noop, applied, dry-run, declined, drafted, failed, partial, interrupted, done-before
 	Plan   *action.Plan   `json:"plan,omitempty"`
 	Result *action.Result `json:"result,omitempty"`
 	Error  string         `json:"error,omitempty"`

@@ -213,7 +213,7 @@ func (e *Engine) runPhase(ctx context.Context, phase string, o RunOptions) (*Rep
 		if err != nil {
 			return rep, err
 		}
-		if sr.Status == "drafted" {
+		if sr.Status == "drafted" || sr.Status == "declined" && sr.Plan != nil && sr.Plan.External {
 			drafted = append(drafted, s.Name)
 		}
 		if sr.Status == "partial" {
@@ -224,7 +224,7 @@ func (e *Engine) runPhase(ctx context.Context, phase string, o RunOptions) (*Rep
 		return rep, exitcode.New(exitcode.Partial, "phase %s: some targets failed in step(s) %s", phase, strings.Join(partial, ", "))
 	}
 	if len(drafted) > 0 {
-		return rep, exitcode.New(exitcode.Partial, "phase %s: external notice(s) %s drafted and saved as evidence, not sent: nobody confirmed (confirm on a terminal, or rerun with --allow-external)", phase, strings.Join(drafted, ", "))
+		return rep, exitcode.New(exitcode.Partial, "phase %s: external notice(s) %s drafted and saved as evidence, not sent: not confirmed (confirm on a terminal, or rerun with --allow-external)", phase, strings.Join(drafted, ", "))
 	}
 	return rep, nil
 }
