@@ -84,8 +84,8 @@ func notifyEnv(t *testing.T, sb *sandbox.Sandbox) {
 // The shipped runbook's notify phase against the sandbox's Mailpit and
 // receiver: dry runs send nothing; a run sends the internal notices and
 // only drafts the external ones (no terminal, no --allow-external: exit
-// 4, drafts in the evidence); --allow-external sends those and nothing
-// twice; a rerun sends nothing new. Everything is checked through
+// 4, drafts in the evidence); `resume --allow-external` sends those and
+// nothing twice; a rerun sends nothing new. Everything is checked through
 // Mailpit's and the receiver's APIs.
 func TestNotifyDeliversOnceDryRunsSendNothingExternalNeedsConsent(t *testing.T) {
 	h := newHarness(t, 0)
@@ -160,12 +160,10 @@ func TestNotifyDeliversOnceDryRunsSendNothingExternalNeedsConsent(t *testing.T) 
 		t.Errorf("%d drafts in the evidence, want 2 (customer email, status page)", drafts)
 	}
 
-	r = notify("--yes", "--allow-external")
+	// resume sends the drafts, not what went already.
+	r = h.run("resume", "--yes", "--allow-external")
 	if r.code != 0 {
-		t.Fatalf("notify --allow-external: exit %d\n%s\n%s", r.code, r.stdout, r.stderr)
-	}
-	if !strings.Contains(r.stdout, "already sent at") {
-		t.Errorf("the plan should say the internal notices were sent before:\n%s", r.stdout)
+		t.Fatalf("resume --allow-external: exit %d\n%s\n%s", r.code, r.stdout, r.stderr)
 	}
 	mails, slack, hooks := count()
 	if mails != 4 || len(slack) != 1 || len(hooks) != 1 {
@@ -181,8 +179,8 @@ func TestNotifyDeliversOnceDryRunsSendNothingExternalNeedsConsent(t *testing.T) 
 	}
 
 	r = notify("--yes", "--allow-external")
-	if r.code != 0 {
-		t.Fatalf("rerun: exit %d\n%s\n%s", r.code, r.stdout, r.stderr)
+	if r.code != 0 || strings.Count(r.stdout, "already sent at") != 6 {
+		t.Fatalf("rerun: exit %d, want 0 and 6 recipients already sent\n%s\n%s", r.code, r.stdout, r.stderr)
 	}
 	if m2, s2, w2 := count(); m2 != mails || len(s2) != 1 || len(w2) != 1 {
 		t.Errorf("the rerun sent again: %d mails, %d Slack, %d webhook", m2, len(s2), len(w2))
