@@ -56,8 +56,8 @@ $(BIN)/kwok:
 # Mailpit, the sandbox's SMTP server whose API tests read, is a module of
 # its own too (tools/mailpit), for the same reason.
 $(BIN)/mailpit:
-	@echo "building mailpit v1.33.1 into $(BIN) (a few minutes the first time)..."
-	cd tools/mailpit && $(GO) build -o $(BIN)/mailpit github.com/axllent/mailpit
+	@echo "building mailpit v1.33.1 into $(BIN) (about 6 minutes the first time)..."
+	cd tools/mailpit && $(GO) build -ldflags "-X github.com/axllent/mailpit/config.Version=v1.33.1" -o $(BIN)/mailpit github.com/axllent/mailpit
 	@echo "mailpit built"
 
 unit: ## unit tests only (no servers)
