@@ -205,8 +205,8 @@ func (s *Sandbox) notifyEnv() string {
 		return ""
 	}
 	return fmt.Sprintf("# notifications: Mailpit (SMTP, and its API and UI) and the webhook receiver (GET $NOTIFY_RECEIVER_URL/received)\n"+
-		"export MAILPIT_URL=%s\nexport MAILPIT_SMTP_HOST=%s\nexport MAILPIT_SMTP_PORT=%d\nexport NOTIFY_RECEIVER_URL=%s\n"+
+		"export MAILPIT_URL=%s\nexport MAILPIT_SMTP_HOST=%s\nexport MAILPIT_SMTP_PORT=%s\nexport NOTIFY_RECEIVER_URL=%s\n"+
 		"export IRCTL_SLACK_WEBHOOK=%s\nexport IRCTL_STATUS_WEBHOOK=%s\nexport IRCTL_STATUS_WEBHOOK_SECRET=%s\n",
-		shellQuote(s.MailpitURL), shellQuote(s.MailpitSMTPHost), s.MailpitSMTPPort, shellQuote(s.NotifyReceiverURL),
+		shellQuote(s.MailpitURL), shellQuote(s.MailpitSMTPHost), shellQuote(strconv.Itoa(s.MailpitSMTPPort)), shellQuote(s.NotifyReceiverURL),
 		shellQuote(s.SlackWebhookURL), shellQuote(s.WebhookURL), shellQuote(s.WebhookSecret))
 }
