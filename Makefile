@@ -19,7 +19,7 @@ help: ## list the targets
 build: ## build bin/irctl
 	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN)/irctl ./cmd/irctl
 
-SANDBOX_BINS := $(BIN)/kube-apiserver $(BIN)/etcd $(BIN)/kube-controller-manager $(BIN)/kube-scheduler $(BIN)/kwok
+SANDBOX_BINS := $(BIN)/kube-apiserver $(BIN)/etcd $(BIN)/kube-controller-manager $(BIN)/kube-scheduler $(BIN)/kwok $(BIN)/mailpit
 
 sandbox-bins: $(SANDBOX_BINS) ## build the sandbox's servers from the Go module proxy (once; ~15 min the first time)
 
@@ -52,6 +52,13 @@ $(BIN)/kwok:
 	@echo "building kwok v0.8.0 into $(BIN) (about 2 minutes the first time)..."
 	cd tools/kwok && $(GO) build -o $(BIN)/kwok sigs.k8s.io/kwok/cmd/kwok
 	@echo "kwok built"
+
+# Mailpit, the sandbox's SMTP server whose API tests read, is a module of
+# its own too (tools/mailpit), for the same reason.
+$(BIN)/mailpit:
+	@echo "building mailpit v1.33.1 into $(BIN) (about 6 minutes the first time)..."
+	cd tools/mailpit && $(GO) build -ldflags "-X github.com/axllent/mailpit/config.Version=v1.33.1" -o $(BIN)/mailpit github.com/axllent/mailpit
+	@echo "mailpit built"
 
 unit: ## unit tests only (no servers)
 	$(GO) test -short ./...

@@ -61,6 +61,27 @@ type Env struct {
 	// disk, or the shipped runbooks' embedded directory. Nil when the
 	// runbook is not known (undo reads the journal only).
 	Files fs.FS
+	// Step names the step being planned or applied ("phase/step"): notify
+	// actions key what they send by it.
+	Step string
+	// AddSecrets adds values an action read from the environment or a
+	// file (a webhook URL, a token) to what output, journal and evidence
+	// redact; nil adds nowhere. Use Env.Secret.
+	AddSecrets func(values ...string)
+	// Sent reports whether a notification with this key was delivered by
+	// an earlier run: when, and the journal record that says so. Nil
+	// knows nothing (tests, undo).
+	Sent func(key string) (at time.Time, seq int, ok bool)
+	// Info describes the incident so far (declared metadata, what each
+	// phase did, what is next), from the journal; nil means unknown.
+	Info func() (*IncidentInfo, error)
+}
+
+// Secret redacts values from here on (see AddSecrets).
+func (e *Env) Secret(values ...string) {
+	if e.AddSecrets != nil {
+		e.AddSecrets(values...)
+	}
 }
 
 // Plan is what a step will do, resolved against the live servers.
@@ -73,6 +94,13 @@ type Plan struct {
 	// Diff is a multi-line detail of the plan (k8s.apply's per-object
 	// diff), one line an entry, shown with its indentation kept.
 	Diff []string `json:"diff,omitempty"`
+	// Message is the text a notification will send, shown under the plan.
+	Message string `json:"message,omitempty"`
+	// External marks a notice to people outside the organisation
+	// (customers, regulators, law enforcement): the engine saves Message
+	// as evidence and asks before applying even under --yes, unless
+	// --allow-external is given.
+	External bool `json:"external,omitempty"`
 	// State carries what Apply needs from planning (never serialised).
 	State any `json:"-"`
 }
@@ -95,6 +123,9 @@ type Result struct {
 	Irreversible string `json:"irreversible,omitempty"`
 	// Table is tabular output (query results) the engine shows.
 	Table *Table `json:"table,omitempty"`
+	// Sent are the keys of the notifications delivered (see Env.Sent);
+	// the engine journals them, only when not a dry run.
+	Sent []string `json:"sent,omitempty"`
 }
 
 // Table is a result's rows as text. Total counts every row of the result

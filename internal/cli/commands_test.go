@@ -5,7 +5,9 @@ import (
 	"context"
 	"encoding/json"
 	"io/fs"
+	"os"
 	"path"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -99,7 +101,12 @@ func TestPhaseWithoutStepsSaysSo(t *testing.T) {
 	dir := t.TempDir()
 	r := runOffline("declare", "--severity", "P2", "--title", "t", "--state-dir", dir)
 	id := strings.TrimSpace(r.stdout)
-	r = runOffline("notify", "--incident", id, "--state-dir", dir)
+	// A runbook of its own: the shipped ones have steps in every phase.
+	rb := filepath.Join(dir, "contain-only.yaml")
+	if err := os.WriteFile(rb, []byte("apiVersion: irctl/v1\nkind: Runbook\nname: contain-only\nphases:\n  contain:\n    - name: look\n      action: manual\n      with: {instructions: look}\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	r = runOffline("notify", "--incident", id, "--state-dir", dir, "-f", rb)
 	if r.code != exitcode.Usage || !strings.Contains(r.stderr, "no steps for phase notify") {
 		t.Errorf("notify: exit %d %q", r.code, r.stderr)
 	}

@@ -48,8 +48,9 @@ type factory struct {
 	yes                                            bool
 	// setStdin names secret params whose values are read from stdin
 	// (setstdin.go), once: stdinDone.
-	setStdin  []string
-	stdinDone bool
+	setStdin      []string
+	stdinDone     bool
+	allowExternal bool
 	// Parsed once, when the flags are set.
 	dryRun action.DryRun
 	output outputFormat
@@ -194,6 +195,9 @@ func (f *factory) env() (*action.Env, error) {
 			}
 			return inc.DeclaredAt, nil
 		},
+		// Credentials an action reads (a webhook URL, an SMTP password)
+		// are redacted from everything printed from then on.
+		AddSecrets: f.secrets.Add,
 		FingerprintKey: func() ([]byte, error) {
 			inc, err := f.openIncident()
 			if err != nil {

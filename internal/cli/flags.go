@@ -57,6 +57,13 @@ func addRunFlags(f *factory, cmd *cobra.Command) {
 	addRunbookFlags(f, cmd)
 	addSetStdinFlag(f, cmd)
 	addConsentFlags(f, cmd)
+	addExternalFlag(f, cmd)
+}
+
+// addExternalFlag gives a runner --allow-external: external notices
+// (customers, regulators, law enforcement) ask even under --yes without it.
+func addExternalFlag(f *factory, cmd *cobra.Command) {
+	cmd.Flags().BoolVar(&f.allowExternal, "allow-external", false, "send external notices (customers, regulators, law enforcement) without asking; --yes alone does not")
 }
 
 // addSetStdinFlag gives a command that runs steps --set-stdin.

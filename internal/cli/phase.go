@@ -99,7 +99,7 @@ func (f *factory) newEngine(rb *runbook.Runbook) (*engine.Engine, error) {
 	}
 	eng := &engine.Engine{
 		Registry: f.registry, Env: env, Runbook: rb, Incident: inc, Journal: j,
-		Prompter: f.prompt(), Yes: f.yes, Operator: incident.Operator(),
+		Prompter: f.prompt(), Yes: f.yes, AllowExternal: f.allowExternal, Operator: incident.Operator(),
 		Out: out, ErrOut: f.secrets.Writer(f.io.ErrOut), JSONMode: f.jsonOutput(),
 		Bars: progress.Bars(f.io.ErrOut, f.jsonOutput()),
 	}

@@ -83,6 +83,7 @@ not kept in the journal: pass them again with --set or --set-stdin. Other
 	// resume runs the recorded runbook: --set (secrets again, overrides),
 	// --dry-run and --yes, but no -f.
 	addConsentFlags(f, cmd)
+	addExternalFlag(f, cmd)
 	cmd.Flags().StringArrayVar(&f.set, "set", nil, "runbook param as `key=value`: secret params again, or values overriding the recorded ones")
 	addSetStdinFlag(f, cmd)
 	return cmd

@@ -2,9 +2,11 @@ package cli
 
 import (
 	"context"
+	"fmt"
 	"io/fs"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -138,6 +140,22 @@ func TestSecretsNeverReachOutputLogsJournalEvidenceOrServerLog(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// Notification credentials: a Slack webhook URL whose path is the
+	// canary (the receiver takes any), a webhook URL with a token in it
+	// that answers nothing (its error quotes the URL), an HMAC key and an
+	// SMTP password (Mailpit accepts any), from the environment and a file.
+	canaries["slack webhook URL"] = h.sb.NotifyReceiverURL + "/slack/services/" + mk("slackhook")
+	canaries["dead webhook token"] = mk("deadhook")
+	canaries["webhook HMAC key"] = mk("hmackey")
+	canaries["SMTP password"] = mk("smtppass")
+	t.Setenv("CANARY_SLACK_WEBHOOK", canaries["slack webhook URL"])
+	t.Setenv("CANARY_DEAD_WEBHOOK", fmt.Sprintf("http://127.0.0.1:%d/hook?token=%s", closedPort(t), canaries["dead webhook token"]))
+	t.Setenv("CANARY_STATUS_WEBHOOK", h.sb.WebhookURL)
+	t.Setenv("CANARY_HMAC_KEY", canaries["webhook HMAC key"])
+	smtpPassFile := filepath.Join(t.TempDir(), "smtp-password")
+	if err := os.WriteFile(smtpPassFile, []byte(canaries["SMTP password"]+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	dbURL := canaryRole(t, h, canaries["DSN password"])
 	kubeconfig, token := tokenKubeconfig(t, h)
 	canaries["kubeconfig token"] = token
@@ -183,6 +201,19 @@ phases:
     - name: audit
       action: sql.export
       with: {table: audit_events, since: 7d}
+  notify:
+    - name: slack
+      action: notify.slack
+      with: {webhook_url_env: CANARY_SLACK_WEBHOOK}
+    - name: status-page
+      action: notify.webhook
+      with: {url_env: CANARY_STATUS_WEBHOOK, secret_env: CANARY_HMAC_KEY}
+    - name: dead-hook
+      action: notify.webhook
+      with: {url_env: CANARY_DEAD_WEBHOOK, attempts: 2}
+    - name: mail
+      action: notify.email
+      with: {to: [canary@example.com], from: irctl@example.com, smtp_host: `+h.sb.MailpitSMTPHost+`, smtp_port: `+strconv.Itoa(h.sb.MailpitSMTPPort)+`, smtp_tls: none, username: responder, password_file: `+smtpPassFile+`}
 `), 0o600)
 	if err != nil {
 		t.Fatal(err)
@@ -200,6 +231,8 @@ phases:
 		{"contain", "--dry-run=server", "-o", "json"},
 		{"assess", "--yes"},
 		{"preserve", "--yes", "--log-format", "json"},
+		{"notify", "--dry-run=server", "-o", "json"},
+		{"notify", "--yes", "--log-level", "debug"},
 		{"runbook", "show", "-o", "json"},
 		{"status", "-o", "json"},
 	} {
@@ -208,7 +241,9 @@ phases:
 			run = append(args, common...)
 		}
 		r := h.run(run...)
-		wantFail := args[0] == "assess" // bad-query fails with the token in PostgreSQL's message
+		// bad-query fails with the token in PostgreSQL's message; the dead
+		// webhook fails with its URL in the error.
+		wantFail := args[0] == "assess" || args[0] == "notify" && args[1] == "--yes"
 		if (r.code != 0) != wantFail {
 			t.Fatalf("%v: exit %d\n%s\n%s", args, r.code, r.stdout, r.stderr)
 		}
@@ -254,6 +289,10 @@ phases:
 		"the query evidence with the redacted args in it":   "[redacted]",
 		"a keyed fingerprint of the rotated value":          "hmac-sha256:",
 		"the PostgreSQL error quoting the value (redacted)": `invalid input syntax for type integer: "[redacted]"`,
+		"the dead webhook's error (redacted URL)":           "POST to 127.0.0.1",
+		"the Slack notification sent":                       "sent Slack message",
+		"the signed status page post sent":                  "sent webhook notice",
+		"the mail sent with the SMTP password":              "sent email to canary@example.com",
 	} {
 		found := false
 		for _, text := range sources {
@@ -281,5 +320,5 @@ phases:
 			}
 		}
 	}
-	t.Logf("%d canaries planted, %d places searched (%d incident files, stdout/stderr of 6 runs, the server log), %d hits", len(canaries), len(sources), files, hits)
+	t.Logf("%d canaries planted, %d places searched (%d incident files, stdout/stderr of 8 runs, the server log), %d hits", len(canaries), len(sources), files, hits)
 }

@@ -14,6 +14,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"irctl.dev/irctl/internal/action"
@@ -55,7 +56,10 @@ type Engine struct {
 	Journal  Journal
 	Prompter Prompter
 	Yes      bool
-	Operator string
+	// AllowExternal lets external notices (customers, regulators, law
+	// enforcement) go without asking; --yes alone does not.
+	AllowExternal bool
+	Operator      string
 	// Out gets human-readable progress: stdout in text mode, io.Discard
 	// with -o json. With Out discarded, a step that asks first shows its
 	// plan on ErrOut, so nobody confirms targets they did not see.
@@ -73,7 +77,8 @@ type Engine struct {
 	// recorded. Nil keeps the runbook as loaded.
 	Reload func() (*runbook.Runbook, error)
 
-	appended int // records this process appended (the test kill hook counts them)
+	appended int        // records this process appended (the test kill hook counts them)
+	secretMu sync.Mutex // guards Env.Secrets against AddSecrets
 }
 
 // StepReport is the outcome of one step, for -o json and tests.
@@ -82,7 +87,7 @@ type StepReport struct {
 	Step   string         `json:"step"`
 	Action string         `json:"action"`
 	Where  string         `json:"where"`
-	Status string         `json:"status"` // planned, noop, applied, dry-run, declined, failed, partial, interrupted, done-before
+	Status string         `json:"status"` // planned, noop, applied, dry-run, declined, drafted, failed, partial, interrupted, done-before
 	Plan   *action.Plan   `json:"plan,omitempty"`
 	Result *action.Result `json:"result,omitempty"`
 	Error  string         `json:"error,omitempty"`

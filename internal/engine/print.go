@@ -73,6 +73,12 @@ func (e *Engine) printPlan(w io.Writer, plan *action.Plan) {
 		body := strings.TrimLeft(d, " +-")
 		fmt.Fprintf(w, "      %s%s\n", d[:len(d)-len(body)], Clean(body))
 	}
+	if plan.Message != "" {
+		fmt.Fprintf(w, "    message:\n")
+		for _, line := range strings.Split(strings.TrimRight(plan.Message, "\n"), "\n") {
+			fmt.Fprintf(w, "      | %s\n", Clean(line))
+		}
+	}
 	for _, warn := range plan.Warnings {
 		fmt.Fprintf(w, "  warning: %s\n", Clean(warn))
 	}

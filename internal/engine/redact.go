@@ -14,7 +14,10 @@ func (e *Engine) secrets() *redact.Set {
 	if e.Runbook != nil { // undo works from the journal, without a runbook
 		s = append(s, e.Runbook.Secrets...)
 	}
-	return redact.New(append(s, e.Env.Secrets...)...)
+	e.secretMu.Lock()
+	s = append(s, e.Env.Secrets...)
+	e.secretMu.Unlock()
+	return redact.New(s...)
 }
 
 // redactRecord removes secrets from every free text of a journal record

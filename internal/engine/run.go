@@ -192,7 +192,7 @@ func (e *Engine) runPhase(ctx context.Context, phase string, o RunOptions) (*Rep
 	if err := e.Preflight(ctx, todo); err != nil {
 		return rep, e.stopped(ctx, phase, "preflight", err)
 	}
-	var partial, failed []string
+	var partial, failed, drafted []string
 	for i, s := range steps {
 		e.printf("\n[%d/%d] %s (%s)\n", i+1, len(steps), Clean(s.Name), s.Action)
 		if seq, done := o.Done[keyOf(s)]; done {
@@ -213,6 +213,9 @@ func (e *Engine) runPhase(ctx context.Context, phase string, o RunOptions) (*Rep
 		if err != nil && !keepChecking(ctx, phase, err) {
 			return rep, err
 		}
+		if sr.Status == "drafted" || sr.Status == "declined" && sr.Plan != nil && sr.Plan.External {
+			drafted = append(drafted, s.Name)
+		}
 		switch {
 		case err != nil, sr.Status == "failed", sr.Status == "partial" && phase == runbook.PhaseValidate:
 			failed = append(failed, s.Name)
@@ -225,6 +228,9 @@ func (e *Engine) runPhase(ctx context.Context, phase string, o RunOptions) (*Rep
 	}
 	if len(partial) > 0 {
 		return rep, exitcode.New(exitcode.Partial, "phase %s: some targets failed in step(s) %s", phase, strings.Join(partial, ", "))
+	}
+	if len(drafted) > 0 {
+		return rep, exitcode.New(exitcode.Partial, "phase %s: external notice(s) %s drafted and saved as evidence, not sent: not confirmed (confirm on a terminal, or rerun with --allow-external)", phase, strings.Join(drafted, ", "))
 	}
 	return rep, nil
 }
@@ -259,7 +265,7 @@ func (e *Engine) fillResult(r *incident.Record, res *action.Result) {
 		r.Failed, _ = json.Marshal(res.Failed)
 	}
 	if e.Env.DryRun == action.DryRunNone {
-		r.Undo = res.Undo
+		r.Undo, r.Sent = res.Undo, res.Sent
 	}
 }
 
@@ -303,7 +309,7 @@ func (e *Engine) runStep(ctx context.Context, s runbook.Step) (StepReport, error
 	}
 
 	pctx, cancel := timed()
-	plan, err := a.Plan(pctx, e.Env, s.Params)
+	plan, err := a.Plan(pctx, e.stepEnv(s), s.Params)
 	cancel()
 	if err != nil {
 		return fail(pctx, err, nil)
@@ -327,7 +333,11 @@ func (e *Engine) runStep(ctx context.Context, s runbook.Step) (StepReport, error
 	if spec.Manual {
 		return e.runManual(ctx, s, a, plan, planRec, sr)
 	}
-	if spec.Destructive && e.Env.DryRun == action.DryRunNone && !e.Yes {
+	if plan.External {
+		if ok, sr, err := e.externalNotice(ctx, s, a, plan, planRec, sr); !ok {
+			return sr, err
+		}
+	} else if spec.Destructive && e.Env.DryRun == action.DryRunNone && !e.Yes {
 		if ok, err := e.confirmStep(ctx, s, plan, &sr); !ok {
 			planRec.Kind, planRec.Error = incident.KindDeclined, "declined by operator"
 			if err != nil {

@@ -152,6 +152,7 @@ const (
 	KindPlanned     = "planned"     // client dry run: planned only
 	KindNoop        = "noop"        // nothing to change
 	KindDeclined    = "declined"    // the operator said no, or no terminal and no --yes
+	KindDrafted     = "drafted"     // an external notice saved as evidence, not sent (nobody to confirm)
 	KindInterrupted = "interrupted" // SIGINT during the step
 	KindUndo        = "undo"        // an undo of an earlier outcome
 	// KindEvidence anchors the evidence manifest: written after each
@@ -182,6 +183,9 @@ type Record struct {
 	Undo         json.RawMessage `json:"undo,omitempty"`
 	Irreversible string          `json:"irreversible,omitempty"`
 	Error        string          `json:"error,omitempty"`
+	// Sent are the keys of the notifications a step delivered (never in a
+	// dry run): a rerun or resume does not send them again.
+	Sent []string `json:"sent,omitempty"`
 	// Seq numbers records within the journal; Undoes points at the Seq of
 	// the outcome an undo reversed.
 	Seq    int `json:"seq"`

@@ -47,7 +47,8 @@ import (
 )
 
 // EnvBins names the directory holding the sandbox's server binaries
-// (kube-apiserver, etcd, kube-controller-manager, kube-scheduler, kwok),
+// (kube-apiserver, etcd, kube-controller-manager, kube-scheduler, kwok,
+// mailpit),
 // overriding the search of DefaultBinDir.
 const EnvBins = "IRCTL_SANDBOX_BINS"
 
@@ -91,8 +92,18 @@ type Sandbox struct {
 	// signed with the JWT secret the orchestrator started with.
 	AttackerAPIKey string
 	AttackerJWT    string
-	APIProxy       *LatencyProxy // in front of kube-apiserver, when Options.APILatency > 0
-	PostgresLog    string        // the PostgreSQL server's log, for tests of what it logged
+	// Where notifications go (notify.go): Mailpit's SMTP server and API,
+	// and the receiver of Slack and webhook posts, with the URLs and
+	// signing key the runbooks' notify steps read from the environment.
+	MailpitSMTPHost   string
+	MailpitSMTPPort   int
+	MailpitURL        string
+	NotifyReceiverURL string
+	SlackWebhookURL   string
+	WebhookURL        string
+	WebhookSecret     string
+	APIProxy          *LatencyProxy // in front of kube-apiserver, when Options.APILatency > 0
+	PostgresLog       string        // the PostgreSQL server's log, for tests of what it logged
 
 	env       *envtest.Environment
 	pg        *postgresServer
@@ -101,6 +112,7 @@ type Sandbox struct {
 	snapshots *snapshotController // once the sandbox is up
 	orchAPI   *orchestratorAPI    // when seeded
 	requests  *requestLog         // the orchestrator pods' request lines, when seeded
+	receiver  *notifyReceiver     // Slack and webhook posts
 	kubeDir   string              // etcd's data, kube-apiserver's certificates, the servers' logs
 	ownDir    string              // the state dir, when Start made it
 	stopOnce  sync.Once
@@ -136,14 +148,15 @@ func DefaultBinDir() string {
 }
 
 // CheckBins reports whether everything the sandbox runs is installed:
-// kube-apiserver, etcd, kube-controller-manager, kube-scheduler and kwok in
-// binDir, and PostgreSQL's initdb and postgres (see EnvPGBin). The error
+// kube-apiserver, etcd, kube-controller-manager, kube-scheduler, kwok and
+// mailpit in binDir, and PostgreSQL's initdb and postgres (see EnvPGBin). The error
 // names the missing binary and how to get it.
 func CheckBins(binDir string) error {
-	for _, name := range append(append([]string{}, controlPlaneBins...), clusterBins...) {
+	all := append(append(append([]string{}, controlPlaneBins...), clusterBins...), notifyBins...)
+	for _, name := range all {
 		if err := checkExecutable(filepath.Join(binDir, name)); err != nil {
 			return fmt.Errorf("sandbox binary %s is missing (%v): run `make sandbox-bins`, or set $%s to a directory holding %s",
-				name, err, EnvBins, strings.Join(append(append([]string{}, controlPlaneBins...), clusterBins...), ", "))
+				name, err, EnvBins, strings.Join(all, ", "))
 		}
 	}
 	_, err := pgBinDir()
@@ -269,6 +282,10 @@ func Start(ctx context.Context, o Options) (_ *Sandbox, err error) {
 	if err := s.startServices(ctx, o, logf); err != nil {
 		return nil, err
 	}
+	if err := s.startNotify(ctx, binDir); err != nil {
+		return nil, err
+	}
+	logf("mailpit at %s (SMTP %s:%d), notification receiver at %s", s.MailpitURL, s.MailpitSMTPHost, s.MailpitSMTPPort, s.NotifyReceiverURL)
 	if err := s.writeFiles(dir); err != nil {
 		return nil, err
 	}
@@ -413,6 +430,7 @@ func (s *Sandbox) writeFiles(dir string) error {
 		env += fmt.Sprintf("# what the seeded attacker holds: a leaked API key and a stolen JWT\nexport ATTACKER_API_KEY=%s\nexport ATTACKER_JWT=%s\n",
 			shellQuote(s.AttackerAPIKey), shellQuote(s.AttackerJWT))
 	}
+	env += s.notifyEnv()
 	return writeFileAtomic(filepath.Join(dir, "env"), []byte(env))
 }
 
@@ -435,6 +453,9 @@ func (s *Sandbox) Stop() error {
 		// First what talks to the API server, while it still answers.
 		if s.orchAPI != nil {
 			s.orchAPI.stop()
+		}
+		if s.receiver != nil {
+			s.receiver.stop()
 		}
 		if s.APIProxy != nil {
 			_ = s.APIProxy.Close()

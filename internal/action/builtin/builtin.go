@@ -7,6 +7,7 @@ import (
 	"irctl.dev/irctl/internal/action/httpaction"
 	"irctl.dev/irctl/internal/action/kubeaction"
 	"irctl.dev/irctl/internal/action/manual"
+	"irctl.dev/irctl/internal/action/notifyaction"
 	"irctl.dev/irctl/internal/action/promaction"
 	"irctl.dev/irctl/internal/action/sqlaction"
 )
@@ -42,5 +43,8 @@ func Registry() *action.Registry {
 		manual.Step{},
 		kubeaction.Apply{},
 		kubeaction.SecretsRotated{},
+		notifyaction.Slack{},
+		notifyaction.Email{},
+		notifyaction.Webhook{},
 	)
 }

@@ -52,7 +52,7 @@ func undeclaredReads(t *testing.T, fset *token.FileSet, f *ast.File, declared ma
 // path (tested or not), is declared by one of that package's actions.
 func TestEveryParamReadIsDeclared(t *testing.T) {
 	declared := map[string]map[string]bool{} // package dir -> names
-	dirOf := map[string]string{"k8s": "kubeaction", "sql": "sqlaction", "prom": "promaction", "http": "httpaction"}
+	dirOf := map[string]string{"k8s": "kubeaction", "sql": "sqlaction", "prom": "promaction", "http": "httpaction", "notify": "notifyaction"}
 	// Actions that live outside their prefix's package.
 	pkgOf := map[string]string{"sql.rotate-password": "credaction", "manual": "manual"}
 	r := Registry()
