@@ -6,6 +6,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -136,7 +137,9 @@ func (h *harness) runIn(ctx context.Context, stdin string, args ...string) resul
 	}
 	if takesRunbook(args) {
 		full = append(full, "--set", "namespace="+h.ns)
-		if !hasRunbookFlag(args) {
+		// resume takes the runbook and its --set values from the run
+		// it continues.
+		if !hasRunbookFlag(args) && !slices.Contains(args, "resume") {
 			full = append(full, defaultRunbookSets...)
 		}
 	}
