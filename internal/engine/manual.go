@@ -25,7 +25,9 @@ func (e *Engine) runManual(ctx context.Context, s runbook.Step, a action.Action,
 	case e.Yes:
 		sr.Status = "skipped"
 		sr.Result = &action.Result{Summary: "skipped: --yes, so nobody confirmed it was done by hand"}
-		rec := incident.Record{Kind: incident.KindOutcome, Plan: plan.Summary, Result: sr.Result.Summary, Changed: intp(0)}
+		// Its own kind, not an outcome: resume runs it again and the
+		// incident's status does not count it done.
+		rec := incident.Record{Kind: incident.KindSkipped, Plan: plan.Summary, Result: sr.Result.Summary}
 		e.printf("  %s\n", sr.Result.Summary)
 		return sr, e.record(rec, s, a)
 	}

@@ -77,6 +77,20 @@ func TestManualStepWithYesIsSkippedNotDone(t *testing.T) {
 	if len(r.p.asked) != 0 || rep.Steps[0].Status != "skipped" || !strings.Contains(r.last().Result, "nobody confirmed") {
 		t.Fatalf("asked %v, status %s, journal %+v", r.p.asked, rep.Steps[0].Status, r.last())
 	}
+	// Not done: a resume runs it again (and asks, without --yes), and the
+	// incident's status does not count it.
+	lr, err := FindLastRun(r.journal())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, done := lr.Done[StepKey{"eradicate", "review-commits"}]; done {
+		t.Error("resume takes a manual step skipped under --yes as done")
+	}
+	r.eng.Yes = false
+	reps, err := r.eng.Run(context.Background(), RunOptions{Command: "eradicate", Phases: []string{"eradicate"}, Resumes: lr.Run.Seq, Done: lr.Done, Replan: lr.Replan})
+	if err != nil || len(r.p.asked) != 1 || reps[0].Steps[0].Status != "applied" {
+		t.Fatalf("resume: err %v, asked %v", err, r.p.asked)
+	}
 }
 
 func TestManualStepWithoutTerminalRefusedUpFront(t *testing.T) {
