@@ -18,12 +18,18 @@ import (
 )
 
 // queryAction stands for sql.query: it commits its rows as JSON lines.
-type queryAction struct{ rows string }
+type queryAction struct {
+	rows string
+	noop bool // nothing to query (an empty only_if)
+}
 
 func (queryAction) Spec() runbook.Spec {
 	return runbook.Spec{Name: "test.query", Params: []runbook.ParamDef{{Name: "name", Type: runbook.String}}}
 }
-func (queryAction) Plan(context.Context, *action.Env, runbook.Params) (*action.Plan, error) {
+func (q queryAction) Plan(context.Context, *action.Env, runbook.Params) (*action.Plan, error) {
+	if q.noop {
+		return &action.Plan{Summary: "query: skipped: no addresses given", Noop: true}, nil
+	}
 	return &action.Plan{Summary: "query", Count: 0}, nil
 }
 func (q queryAction) Apply(_ context.Context, env *action.Env, p runbook.Params, _ *action.Plan) (*action.Result, error) {
@@ -77,7 +83,9 @@ type refsRig struct {
 	load func(set map[string]string) (*runbook.Runbook, error)
 }
 
-func newRefsRig(t *testing.T, rows, doc string) *refsRig {
+func newRefsRig(t *testing.T, rows, doc string) *refsRig { return newRefsRigQ(t, queryAction{rows: rows}, doc) }
+
+func newRefsRigQ(t *testing.T, q queryAction, doc string) *refsRig {
 	t.Helper()
 	inc, err := incident.Declare(t.TempDir(), "P1", "refs test", "tester", time.Now())
 	if err != nil {
@@ -88,7 +96,7 @@ func newRefsRig(t *testing.T, rows, doc string) *refsRig {
 		t.Fatal(err)
 	}
 	r := &refsRig{inc: inc, out: &bytes.Buffer{}}
-	reg := action.NewRegistry(queryAction{rows: rows}, disableAction{got: &r.got})
+	reg := action.NewRegistry(q, disableAction{got: &r.got})
 	r.load = func(set map[string]string) (*runbook.Runbook, error) {
 		return runbook.Load("refs.yaml", []byte(doc), runbook.Options{Catalog: reg, Set: set, Results: JournalResults{Dir: inc.Dir()}})
 	}
@@ -190,5 +198,19 @@ func TestParamFromLoadErrors(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), want[name]) {
 			t.Errorf("%s: got %v, want %q", name, err, want[name])
 		}
+	}
+}
+
+// A source step that had nothing to do found nothing: a run goes on with an
+// empty list, and the plan says where it came from, rather than stopping
+// halfway after earlier phases changed things.
+func TestParamFromAStepThatDidNothingIsEmpty(t *testing.T) {
+	r := newRefsRigQ(t, queryAction{noop: true}, refsRunbook)
+	reps, err := r.eng.Run(context.Background(), RunOptions{Command: "run", Phases: []string{"assess", "eradicate"}})
+	if err != nil {
+		t.Fatalf("run: %v\n%s", err, r.out)
+	}
+	if len(r.got) != 0 || reps[1].Inputs["ids"] == nil || !strings.Contains(reps[1].Inputs["ids"].Source, "it did nothing (query: skipped: no addresses given)") {
+		t.Fatalf("got %v, inputs %+v\n%s", r.got, reps[1].Inputs, r.out)
 	}
 }

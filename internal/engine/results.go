@@ -58,7 +58,10 @@ func (r JournalResults) Column(phase, step, column string) ([]string, string, er
 	case last == nil:
 		return nil, "", runbook.ErrNoResult
 	case last.Kind == incident.KindNoop:
-		return nil, "", fmt.Errorf("%w (its last run did nothing: %s)", runbook.ErrNoResult, last.Plan)
+		// A step that had nothing to do (a query whose only_if was
+		// empty) found nothing: the param is an empty list, and the
+		// plan says why, rather than stopping a run halfway.
+		return []string{}, fmt.Sprintf("journal record %d: it did nothing (%s)", last.Seq, last.Plan), nil
 	case outcome < 0:
 		return nil, "", fmt.Errorf("%w (its last run, journal record %d, has no outcome)", runbook.ErrNoResult, last.Seq)
 	case last.Error != "":
