@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"sort"
 	"strings"
+	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -254,17 +255,21 @@ func removedLabels(pod *corev1.Pod, keys []string) string {
 // detachedBefore lists the pods of ns that this incident already
 // quarantined and detached with this selector: those carrying the
 // quarantine labels and the step's annotations.
-func detachedBefore(ctx context.Context, c *kube.Clients, ns string, quarantine map[string]string, selector, incident string) ([]string, error) {
+func detachedBefore(ctx context.Context, c *kube.Clients, ns string, quarantine map[string]string, selector, incident string) ([]string, time.Time, error) {
 	list, err := c.Core.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{LabelSelector: labels.SelectorFromSet(quarantine).String()})
 	if err != nil {
-		return nil, fmt.Errorf("list quarantined pods in %s: %s", ns, kube.Short(err))
+		return nil, time.Time{}, fmt.Errorf("list quarantined pods in %s: %s", ns, kube.Short(err))
 	}
 	var out []string
+	var newest time.Time
 	for _, p := range list.Items {
 		if p.Annotations[QuarantinedForIncident] == incident && p.Annotations[QuarantineSelector] == selector {
 			out = append(out, ns+"/"+p.Name)
+			if p.CreationTimestamp.After(newest) {
+				newest = p.CreationTimestamp.Time
+			}
 		}
 	}
 	sort.Strings(out)
-	return out, nil
+	return out, newest, nil
 }

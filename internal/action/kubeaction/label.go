@@ -246,24 +246,43 @@ func (Label) Plan(ctx context.Context, env *action.Env, p runbook.Params) (*acti
 		return nil, err
 	}
 	ns, selector := p.String("namespace"), p.String("selector")
+	var pods []corev1.Pod
+	rerun := false
 	if detach && selector != "" && env.Incident != "" {
 		// The selector of a detached step matches the replacements once
 		// the pods are detached: a rerun in the incident leaves them be.
-		done, err := detachedBefore(ctx, c, ns, want, selector, env.Incident)
+		// A pod created no later than the newest one already detached is
+		// no replacement but one the earlier run missed (it stopped
+		// partway): the rerun finishes the job on those.
+		done, newest, err := detachedBefore(ctx, c, ns, want, selector, env.Incident)
 		if err != nil {
 			return nil, err
 		}
 		if len(done) > 0 {
-			return &action.Plan{
-				Summary: fmt.Sprintf("%d pods in %s were already quarantined and detached for incident %s (%s); the selector %q now matches their replacements, which are left alone",
-					len(done), ns, env.Incident, strings.Join(action.Abbreviate(done, 5), ", "), selector),
-				Noop: true,
-			}, nil
+			list, err := c.Core.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{LabelSelector: selector})
+			if err != nil {
+				return nil, fmt.Errorf("list pods in %s: %s", ns, kube.Short(err))
+			}
+			var missed []corev1.Pod
+			for _, pod := range list.Items {
+				if pod.Annotations[QuarantinedForIncident] != env.Incident && !pod.CreationTimestamp.After(newest) {
+					missed = append(missed, pod)
+				}
+			}
+			if len(missed) == 0 {
+				return &action.Plan{
+					Summary: fmt.Sprintf("%d pods in %s were already quarantined and detached for incident %s (%s); the selector %q now matches their replacements, which are left alone",
+						len(done), ns, env.Incident, strings.Join(action.Abbreviate(done, 5), ", "), selector),
+					Noop: true,
+				}, nil
+			}
+			pods, rerun = missed, true
 		}
 	}
-	pods, err := SelectPods(ctx, c, ns, p.Strings("names"), selector)
-	if err != nil {
-		return nil, err
+	if !rerun {
+		if pods, err = SelectPods(ctx, c, ns, p.Strings("names"), selector); err != nil {
+			return nil, err
+		}
 	}
 	var sel *selectors
 	if guardsZeroReady(p) {
