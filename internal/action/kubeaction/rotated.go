@@ -344,13 +344,18 @@ func podSpecReads(spec *corev1.PodSpec, name string) bool {
 }
 
 // isolatedEvidence is a pod quarantined for this incident, or a forensic
-// copy: kept with the values they started with on purpose, behind the
-// isolation policy, so a rotation does not reach them and need not.
+// copy made for it: kept with the values they started with on purpose,
+// behind the isolation policy, so a rotation does not reach them and need
+// not. Both marks name the incident, so a pod merely labelled like a copy
+// is still checked.
 func isolatedEvidence(p *corev1.Pod, incident string) bool {
-	if _, copied := p.Labels[LabelForensicCopyOf]; copied {
+	if incident == "" {
+		return false
+	}
+	if _, copied := p.Labels[LabelForensicCopyOf]; copied && p.Annotations[AnnoIncident] == incident {
 		return true
 	}
-	return incident != "" && p.Annotations[QuarantinedForIncident] == incident
+	return p.Annotations[QuarantinedForIncident] == incident
 }
 
 // podRunsOrWill leaves out pods that will never read the value again:
