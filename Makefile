@@ -104,7 +104,7 @@ drill: build sandbox-bins ## bring up the sandbox, run the incident (contain to 
 	echo; echo "== irctl recover --yes (watching the logs for 10s)"; \
 	$(BIN)/irctl recover --yes --set api_url=$$ORCHESTRATOR_URL --set monitor_for=10s; \
 	echo; echo "== irctl validate (the attacker's leaked key and stolen JWT, from the sandbox's env)"; \
-	$(BIN)/irctl validate --set api_url=$$ORCHESTRATOR_URL --set leaked_api_key=$$ATTACKER_API_KEY --set stolen_jwt=$$ATTACKER_JWT; \
+	printf '%s\n%s\n' "$$ATTACKER_API_KEY" "$$ATTACKER_JWT" | $(BIN)/irctl validate --set api_url=$$ORCHESTRATOR_URL --set-stdin leaked_api_key --set-stdin stolen_jwt; \
 	echo; echo "== irctl evidence verify"; \
 	$(BIN)/irctl evidence verify; \
 	echo; echo "== journal: irctl status"; \

@@ -299,3 +299,102 @@ func (e *e2e) journalText() []string {
 	}
 	return strings.Split(string(data), "\n")
 }
+
+// The shipped k8s-cluster-compromise runbook on the seeded cluster: the
+// attack's leftovers in kube-system (a CronJob and Job labelled
+// malicious=true, a ServiceAccount bound to cluster-admin, a Deployment
+// from the attacker's registry) are found by validate, removed by
+// eradicate, and the recover phase's applied objects are undone.
+func TestClusterCompromiseRunbookEndToEnd(t *testing.T) {
+	e := newE2E(t)
+	ctx := t.Context()
+	sets := []string{"-f", "k8s-cluster-compromise",
+		"--set", "namespace=" + sandbox.DemoNamespace, "--set", "affected_selector=app=orchestrator",
+		"--set", "affected_deployment=orchestrator", "--set", "compromised_secret=orchestrator-jwt-secret",
+		"--set", "compromised_secret_key=secret",
+		"--set", "compromised_identity=system:serviceaccount:kube-system:" + sandbox.AttackServiceAccount,
+		"--set", "malicious_names=" + sandbox.AttackDeployment, "--set", "malicious_namespace=kube-system",
+		"--set", "normal_replicas=3", "--set", "health_url=" + e.sb.OrchestratorURL + "/health",
+		// No Prometheus in the sandbox: the one check that needs it fails.
+		"--set", "prometheus_url=http://127.0.0.1:1"}
+	run := func(args ...string) result { return e.run(append(args, sets...)...) }
+	must := func(args ...string) string {
+		t.Helper()
+		r := run(args...)
+		if r.code != 0 {
+			t.Fatalf("irctl %s: exit %d\n%s%s", strings.Join(args, " "), r.code, r.stdout, r.stderr)
+		}
+		return r.stdout
+	}
+	checks := func() map[string]string {
+		t.Helper()
+		r := run("validate", "-o", "json")
+		if r.code != 1 {
+			t.Fatalf("validate: exit %d, want 1 (Prometheus is unreachable)\n%s%s", r.code, r.stdout, r.stderr)
+		}
+		out := map[string]string{}
+		for _, rep := range parseReports(t, r.stdout) {
+			for _, c := range rep.Checks {
+				out[c.Check] = c.Result
+			}
+		}
+		return out
+	}
+
+	must("contain", "--yes")
+	e.settled()
+	if got := e.api("Authorization", "Bearer "+e.sb.AttackerJWT); got != http.StatusUnauthorized {
+		t.Errorf("after contain the stolen JWT gets %d, want 401", got)
+	}
+	if c := checks(); c["no-indicators-left"] != "fail" || c["compromised-secret-rotated"] != "pass" || c["service-healthy"] != "pass" {
+		t.Errorf("validate before eradicate: %v, want the indicators found and the rotation done", c)
+	}
+
+	leftovers := func() (n int) {
+		t.Helper()
+		if _, err := e.cs.BatchV1().CronJobs("kube-system").Get(ctx, sandbox.AttackCronJob, metav1.GetOptions{}); err == nil {
+			n++
+		}
+		if _, err := e.cs.AppsV1().Deployments("kube-system").Get(ctx, sandbox.AttackDeployment, metav1.GetOptions{}); err == nil {
+			n++
+		}
+		if _, err := e.cs.RbacV1().ClusterRoleBindings().Get(ctx, sandbox.AttackBinding, metav1.GetOptions{}); err == nil {
+			n++
+		}
+		return n
+	}
+	if n := leftovers(); n != 3 {
+		t.Fatalf("seeded leftovers: %d of 3", n)
+	}
+	must("eradicate", "--dry-run=server")
+	if n := leftovers(); n != 3 {
+		t.Fatalf("eradicate --dry-run=server removed %d leftover(s)", 3-n)
+	}
+	must("eradicate", "--yes")
+	if n := leftovers(); n != 0 {
+		t.Errorf("%d leftover(s) remain after eradicate", n)
+	}
+
+	must("recover", "--yes")
+	if _, err := e.cs.CoreV1().ConfigMaps("monitoring").Get(ctx, "enhanced-security-alerts", metav1.GetOptions{}); err != nil {
+		t.Errorf("recover did not apply the alert rules: %v", err)
+	}
+	if c := checks(); c["no-indicators-left"] != "pass" || c["compromised-secret-rotated"] != "pass" || c["service-healthy"] != "pass" || c["security-alerts-loaded"] != "fail" {
+		t.Errorf("validate after recover: %v, want every check but the Prometheus one passing", c)
+	}
+
+	r := e.run("undo", "recover", "--yes")
+	if r.code != 0 {
+		t.Fatalf("undo recover: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	if _, err := e.cs.CoreV1().ConfigMaps("monitoring").Get(ctx, "enhanced-security-alerts", metav1.GetOptions{}); err == nil {
+		t.Error("undo recover left the alert rules it created")
+	}
+	ns, err := e.cs.CoreV1().Namespaces().Get(ctx, sandbox.DemoNamespace, metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v, ok := ns.Labels["pod-security.kubernetes.io/enforce"]; ok {
+		t.Errorf("undo recover left the Pod Security label enforce=%s", v)
+	}
+}
