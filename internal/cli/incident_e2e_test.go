@@ -336,6 +336,9 @@ func TestClusterCompromiseRunbookEndToEnd(t *testing.T) {
 		for _, rep := range parseReports(t, r.stdout) {
 			for _, c := range rep.Checks {
 				out[c.Check] = c.Result
+				if c.Result != "pass" {
+					t.Logf("validate: %s %s: %s", c.Check, c.Result, c.Seen)
+				}
 			}
 		}
 		return out

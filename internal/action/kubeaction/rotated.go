@@ -159,7 +159,10 @@ func (SecretsRotated) Apply(ctx context.Context, env *action.Env, p runbook.Para
 			if ignore[owner] || ignore["pod/"+pod.Name] {
 				continue
 			}
-			if r.problem == "" && podStarted(pod).Before(r.rotatedAt) {
+			// Start times are whole seconds: a pod started in the
+			// rotation's second counts as started after it (as
+			// k8s.rollout-restart's after_rotation_of does).
+			if r.problem == "" && podStarted(pod).Before(r.rotatedAt.Truncate(time.Second)) {
 				r.stale = append(r.stale, fmt.Sprintf("%s (started %s)", pod.Name, podStarted(pod).UTC().Format(time.RFC3339)))
 			}
 		}
