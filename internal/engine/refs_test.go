@@ -83,7 +83,9 @@ type refsRig struct {
 	load func(set map[string]string) (*runbook.Runbook, error)
 }
 
-func newRefsRig(t *testing.T, rows, doc string) *refsRig { return newRefsRigQ(t, queryAction{rows: rows}, doc) }
+func newRefsRig(t *testing.T, rows, doc string) *refsRig {
+	return newRefsRigQ(t, queryAction{rows: rows}, doc)
+}
 
 func newRefsRigQ(t *testing.T, q queryAction, doc string) *refsRig {
 	t.Helper()
