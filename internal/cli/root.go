@@ -137,6 +137,8 @@ once.`,
 		newUndoCmd(f),
 		newResumeCmd(f),
 		newEvidenceCmd(f),
+		newNoteCmd(f),
+		newReportCmd(f),
 		newVersionCmd(),
 	)
 	for _, c := range newPhaseCmds(f) {

@@ -69,12 +69,20 @@ func (e *Engine) incidentInfo() (*action.IncidentInfo, error) {
 	if err != nil {
 		return nil, err
 	}
+	return IncidentInfo(e.Incident, e.Runbook, recs), nil
+}
+
+// IncidentInfo is the incident as the journal records recs tell it: its
+// status (Declared, Contained, Eradicated, Recovered: the last of contain,
+// eradicate, recover whose every step of rb is done), what each phase did
+// and what is next. Notifications use it, and so does `irctl report`.
+func IncidentInfo(inc *incident.Incident, rb *runbook.Runbook, recs []incident.Record) *action.IncidentInfo {
 	info := &action.IncidentInfo{
-		ID: e.Incident.ID, Title: e.Incident.Title, Severity: e.Incident.Severity,
-		DeclaredAt: e.Incident.DeclaredAt, DeclaredBy: e.Incident.DeclaredBy, Status: "Declared",
+		ID: inc.ID, Title: inc.Title, Severity: inc.Severity,
+		DeclaredAt: inc.DeclaredAt, DeclaredBy: inc.DeclaredBy, Status: "Declared",
 	}
-	if e.Runbook != nil {
-		info.Runbook = e.Runbook.Name
+	if rb != nil {
+		info.Runbook = rb.Name
 	}
 	last := map[StepKey]action.StepDone{}
 	done := map[StepKey]bool{}
@@ -99,8 +107,8 @@ func (e *Engine) incidentInfo() (*action.IncidentInfo, error) {
 	for _, ph := range runbook.Phases {
 		pd := action.PhaseDone{Phase: ph}
 		var steps []runbook.Step
-		if e.Runbook != nil {
-			steps = e.Runbook.Phases[ph]
+		if rb != nil {
+			steps = rb.Phases[ph]
 		}
 		all := len(steps) > 0
 		for _, s := range steps {
@@ -124,7 +132,7 @@ func (e *Engine) incidentInfo() (*action.IncidentInfo, error) {
 			}
 		}
 	}
-	return info, nil
+	return info
 }
 
 func countFailed(r incident.Record) int {

@@ -161,7 +161,13 @@ const (
 	// so that removing or rewriting the manifest's tail is caught.
 	KindEvidence = "evidence"
 	KindRun      = "run" // a run starts: what `irctl resume` needs to continue it
+	// KindNote is the operator's own words (`irctl note add`): the
+	// report's summary, root cause and prevention come from them.
+	KindNote = "note"
 )
+
+// Note kinds say where the report places a note.
+var NoteKinds = []string{"summary", "root-cause", "prevention", "other"}
 
 // Record is one journal line.
 type Record struct {
@@ -206,6 +212,10 @@ type Record struct {
 	RunbookRef string            `json:"runbook_ref,omitempty"`
 	Set        map[string]string `json:"set,omitempty"`
 	Resumes    int               `json:"resumes,omitempty"`
+
+	// A note (KindNote): its kind (one of NoteKinds) and text, redacted.
+	NoteKind string `json:"note_kind,omitempty"`
+	Text     string `json:"text,omitempty"`
 }
 
 // ReadJournal reads every record; a missing journal is empty. A torn last
