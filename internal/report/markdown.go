@@ -85,7 +85,7 @@ func Markdown(r *Report) string {
 	case im.Downtime == nil:
 		p("- Downtime: none recorded (%d health check(s), all passed)\n\n", im.HealthChecks)
 	default:
-		p("- Downtime: %s (%d of %d health check(s) failed; from the first failure to the next pass)\n\n", im.Downtime.Round(time.Second), im.HealthFailures, im.HealthChecks)
+		p("- Downtime: %s (%d of %d health check(s) failed; from the first failure to the next pass)\n\n", span(*im.Downtime), im.HealthFailures, im.HealthChecks)
 	}
 
 	p("## Remediation\n\n")
