@@ -79,7 +79,7 @@ fuzz: sandbox-bins ## fuzz every input that reaches SQL against the sandbox's Po
 		test "$${PIPESTATUS[0]}" -eq 0; \
 	done
 
-drill: build sandbox-bins ## bring up the sandbox, run the incident (contain to validate) non-interactively, verify the evidence, tear down
+drill: build sandbox-bins ## bring up the sandbox, run the incident (contain to validate) non-interactively, verify the evidence, print the report, tear down
 	@set -euo pipefail; \
 	trap '$(BIN)/irctl sandbox down --dir $(DRILL_DIR) >/dev/null 2>&1 || true' EXIT; \
 	$(BIN)/irctl sandbox down --dir $(DRILL_DIR) >/dev/null 2>&1 || true; \
@@ -108,7 +108,10 @@ drill: build sandbox-bins ## bring up the sandbox, run the incident (contain to 
 	echo; echo "== irctl evidence verify"; \
 	$(BIN)/irctl evidence verify; \
 	echo; echo "== journal: irctl status"; \
-	$(BIN)/irctl status
+	$(BIN)/irctl status; \
+	echo; echo "== irctl report (saved as evidence too)"; \
+	$(BIN)/irctl note add --kind summary "Drill: the sandbox's seeded breach of the LLM-orchestrator platform, contained to validated."; \
+	$(BIN)/irctl report
 
 bench: build sandbox-bins ## benchmarks side by side with kubectl/psql on the sandbox
 	$(GO) test -run '^$$' -bench . -benchtime 1x -count 1 -timeout 60m ./internal/bench/...
