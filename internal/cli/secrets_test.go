@@ -235,9 +235,18 @@ phases:
 		{"notify", "--yes", "--log-level", "debug"},
 		{"runbook", "show", "-o", "json"},
 		{"status", "-o", "json"},
+		// A note quoting the database password, and the report, which
+		// quotes the journal's notes and the evidence.
+		{"note", "add", "--kind", "root-cause", "the password was " + canaries["DSN password"]},
+		{"report"},
+		{"report", "-o", "json", "--no-save"},
 	} {
 		run := args
-		if args[0] != "status" { // status reads the journal, not a runbook: no -f or --set
+		switch args[0] {
+		case "status": // status reads the journal, not a runbook: no -f or --set
+		case "note":
+			run = append(args, "--database-url", dbURL)
+		default:
 			run = append(args, common...)
 		}
 		r := h.run(run...)
@@ -293,6 +302,7 @@ phases:
 		"the Slack notification sent":                       "sent Slack message",
 		"the signed status page post sent":                  "sent webhook notice",
 		"the mail sent with the SMTP password":              "sent email to canary@example.com",
+		"the report, with the note":                         "the password was \\[redacted\\]",
 	} {
 		found := false
 		for _, text := range sources {
@@ -320,5 +330,5 @@ phases:
 			}
 		}
 	}
-	t.Logf("%d canaries planted, %d places searched (%d incident files, stdout/stderr of 8 runs, the server log), %d hits", len(canaries), len(sources), files, hits)
+	t.Logf("%d canaries planted, %d places searched (%d incident files, stdout/stderr of 11 runs, the server log), %d hits", len(canaries), len(sources), files, hits)
 }
