@@ -119,7 +119,8 @@ notified) and the evidence manifest's items and hashes. Dry runs are left
 out of the timeline (their number is given).
 
 Output: Markdown on stdout, styled with glamour when stdout is a terminal
-(plain Markdown otherwise, or with NO_COLOR unstyled); --file FILE writes
+(plain Markdown otherwise; GLAMOUR_STYLE picks dark, light or notty, NO_COLOR
+means unstyled); --file FILE writes
 the Markdown there instead (-o is the output format, as everywhere); -o json
 prints the same facts as JSON.
 
@@ -239,7 +240,9 @@ func (f *factory) showMarkdown(md string) error {
 	if err != nil || width <= 0 {
 		width = 100
 	}
-	style := glamour.WithAutoStyle()
+	// GLAMOUR_STYLE (dark, light, notty or a JSON style file) as glamour
+	// documents it; by default the style follows the terminal's background.
+	style := glamour.WithEnvironmentConfig()
 	if os.Getenv("NO_COLOR") != "" {
 		style = glamour.WithStandardStyle("notty")
 	}

@@ -131,3 +131,30 @@ func TestReportFromARealRunCarriesItsCountsAndTimes(t *testing.T) {
 		t.Errorf("evidence items: %d after --no-save and --file, want %d (one more, from --file)", len(after), len(entries)+1)
 	}
 }
+
+// On a terminal the report is styled by glamour; a note's terminal escape
+// (an OSC title change) reaches the screen only as text.
+func TestReportOnATerminalIsStyledAndEscapesNothing(t *testing.T) {
+	h := newHarness(t, 0)
+	if r := h.run("note", "add", "--kind", "summary", "owned \x1b]0;pwned\x07 title"); r.code != 0 {
+		t.Fatalf("note add: %+v", r)
+	}
+	if r := h.run("note", "list"); r.code != 0 || !strings.Contains(r.stdout, `owned \x1b]0;pwned\x07 title`) {
+		t.Errorf("note list: exit %d, want the escape shown as text:\n%q", r.code, r.stdout)
+	}
+	t.Setenv("GLAMOUR_STYLE", "dark") // no terminal answers the background query here
+	term := h.startOnPTY("report", "--no-save")
+	if code := term.wait(); code != 0 {
+		t.Fatalf("report on a terminal: exit %d\n%s", code, term.screen())
+	}
+	screen := term.screen()
+	if !strings.Contains(screen, "\x1b[") || strings.Contains(screen, "|---|") {
+		t.Errorf("report on a terminal is not styled by glamour:\n%s", screen)
+	}
+	if !strings.Contains(screen, "Incident report") || !strings.Contains(screen, "pwned") {
+		t.Errorf("report on a terminal lacks its text:\n%s", screen)
+	}
+	if strings.Contains(screen, "\x1b]0;pwned") {
+		t.Error("the note's terminal escape reached the terminal")
+	}
+}
