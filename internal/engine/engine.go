@@ -11,8 +11,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"reflect"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -174,7 +176,7 @@ func (e *Engine) reload(phase string, rep *Report) error {
 	}
 	e.Runbook = rb
 	pinned := map[string]string{}
-	for _, name := range sortedKeys(rb.Origins) {
+	for _, name := range slices.Sorted(maps.Keys(rb.Origins)) {
 		org := rb.Origins[name]
 		used := false
 		for _, s := range rb.Phases[phase] {
@@ -195,7 +197,7 @@ func (e *Engine) reload(phase string, rep *Report) error {
 	// whatever a later rerun of the source step recorded.
 	if len(pinned) > 0 && e.Env.DryRun != action.DryRunClient {
 		var said []string
-		for _, name := range sortedKeys(pinned) {
+		for _, name := range slices.Sorted(maps.Keys(pinned)) {
 			said = append(said, fmt.Sprintf("%s=%s from %s", name, pinned[name], rb.Origins[name].From))
 		}
 		return e.append(incident.Record{Kind: incident.KindInputs, Phase: phase, Runbook: rb.File, RunbookHash: rb.Hash, DryRun: string(e.Env.DryRun),
