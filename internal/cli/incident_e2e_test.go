@@ -4,8 +4,11 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
+	"io/fs"
 	"net/http"
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -31,7 +34,8 @@ type e2e struct {
 	cs       kubernetes.Interface
 	stateDir string
 	incident string
-	dbURL    string // the responder's role, not the application's, whose password eradicate rotates
+	dbURL    string   // the responder's role, not the application's, whose password eradicate rotates
+	outputs  []string // every run's stdout and stderr, searched for secrets at the end
 }
 
 func newE2E(t *testing.T) *e2e {
@@ -66,6 +70,7 @@ func (e *e2e) runStdin(stdin string, args ...string) result {
 	}
 	var out, errb bytes.Buffer
 	code := Run(context.Background(), append(full, args...), IOStreams{In: strings.NewReader(stdin), Out: &out, ErrOut: &errb})
+	e.outputs = append(e.outputs, out.String(), errb.String())
 	return result{code: code, stdout: out.String(), stderr: errb.String()}
 }
 
@@ -267,7 +272,32 @@ func TestSecurityIncidentRunbookEndToEnd(t *testing.T) {
 		t.Errorf("after eradicate /health is %d, want 200", got)
 	}
 
+	// Recover rehearsed: nothing changes (the Deployment, the namespace's
+	// labels and policies), then run.
+	recoverState := func() string {
+		d, err := e.cs.AppsV1().Deployments(sandbox.DemoNamespace).Get(t.Context(), "orchestrator", metav1.GetOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ns, err := e.cs.CoreV1().Namespaces().Get(t.Context(), sandbox.DemoNamespace, metav1.GetOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		pols, err := e.cs.NetworkingV1().NetworkPolicies(sandbox.DemoNamespace).List(t.Context(), metav1.ListOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return fmt.Sprintf("%s %s %d", d.ResourceVersion, ns.ResourceVersion, len(pols.Items))
+	}
+	before = recoverState()
+	e.mustRun("recover", "--dry-run=server", "--set", "api_url="+e.sb.OrchestratorURL, "--set", "monitor_for=1s")
+	if after := recoverState(); after != before {
+		t.Errorf("recover --dry-run=server changed the servers: %s -> %s", before, after)
+	}
 	e.mustRun("recover", "--yes", "--set", "api_url="+e.sb.OrchestratorURL, "--set", "monitor_for=3s")
+	if after := recoverState(); after == before {
+		t.Error("recover changed nothing")
+	}
 	if got := e.health(); got != http.StatusOK {
 		t.Errorf("after recover /health is %d, want 200", got)
 	}
@@ -278,26 +308,46 @@ func TestSecurityIncidentRunbookEndToEnd(t *testing.T) {
 	if err != nil || string(llm.Data["api-key"]) != newLLMKey {
 		t.Errorf("the new LLM key is not in the Secret the service reads (%v)", err)
 	}
+	// The secrets given on the command line and stdin are nowhere: not in
+	// any output, nor in any file of the incident (journal, evidence).
+	files := e.incidentFiles()
 	for _, secret := range []string{e.sb.AttackerAPIKey, e.sb.AttackerJWT, newLLMKey} {
-		for _, rec := range e.journalText() {
-			if strings.Contains(rec, secret) {
-				t.Fatalf("a secret --set value is in the journal: %s", rec)
+		for _, out := range e.outputs {
+			if strings.Contains(out, secret) {
+				t.Fatalf("a secret value is in irctl's output")
+			}
+		}
+		for name, data := range files {
+			if strings.Contains(data, secret) {
+				t.Fatalf("a secret value is in %s", name)
 			}
 		}
 	}
+	if len(files) < 10 {
+		t.Fatalf("only %d incident files searched", len(files))
+	}
 }
 
-func (e *e2e) journalText() []string {
+// incidentFiles reads every file of the incident's directory.
+func (e *e2e) incidentFiles() map[string]string {
 	e.t.Helper()
 	inc, err := incident.Open(e.stateDir, e.incident)
 	if err != nil {
 		e.t.Fatal(err)
 	}
-	data, err := os.ReadFile(inc.JournalPath())
+	out := map[string]string{}
+	err = filepath.WalkDir(inc.Dir(), func(p string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		b, err := os.ReadFile(p)
+		out[p] = string(b)
+		return err
+	})
 	if err != nil {
 		e.t.Fatal(err)
 	}
-	return strings.Split(string(data), "\n")
+	return out
 }
 
 // The shipped k8s-cluster-compromise runbook on the seeded cluster: the
