@@ -468,4 +468,3 @@ func paramNames(s Spec) []string {
 	}
 	return out
 }
-
