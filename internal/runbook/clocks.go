@@ -180,6 +180,9 @@ func loadClocks(rb *Runbook, d *doc, top *yaml.Node, data map[string]any, add fu
 				default:
 					e.Contact = contactText(v)
 				}
+				if e.Contact == "" {
+					e.Contact = "(none set)"
+				}
 			}
 			if rb.Escalation == nil {
 				rb.Escalation = map[string][]Escalation{}
