@@ -89,6 +89,12 @@ type Duration time.Duration
 
 func (d Duration) MarshalText() ([]byte, error) { return []byte(time.Duration(d).String()), nil }
 
+func (d *Duration) UnmarshalText(b []byte) error {
+	v, err := time.ParseDuration(string(b))
+	*d = Duration(v)
+	return err
+}
+
 // Compute reads the incident's clocks at now from the journal's records
 // and the runbook (nil: only the elapsed time and status). Clocks run from
 // the declaration; a closed incident's stop at its close.
