@@ -4,11 +4,13 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"os"
 	"regexp"
 	"strings"
 	"testing"
 	"time"
 
+	irctl "irctl.dev/irctl"
 	"irctl.dev/irctl/internal/clocks"
 	"irctl.dev/irctl/internal/exitcode"
 	"irctl.dev/irctl/internal/incident"
@@ -191,4 +193,35 @@ func TestClocksColourOnlyWhenAsked(t *testing.T) {
 	if !strings.Contains(coloured.String(), "\x1b[1;31moverdue !\x1b[0m") || strings.Contains(coloured.String(), "\x1b[1;31mrunning") {
 		t.Errorf("coloured: %q", coloured.String())
 	}
+}
+
+// A bad clock block makes the runbook invalid: exit 2, each problem with
+// its file:line.
+func TestValidateRejectsBadClocks(t *testing.T) {
+	b, err := irctlRunbook("security-incident")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := strings.Replace(string(b), "  P2:\n", "  P7:\n", 1)
+	s = strings.Replace(s, "step: email-internal, within: 15m}", "step: email-internal, within: 15 minutes}", 1)
+	file := t.TempDir() + "/bad-clocks.yaml"
+	if err := os.WriteFile(file, []byte(s), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	r := runOffline("runbook", "validate", file)
+	if r.code != exitcode.Usage || !regexp.MustCompile(`bad-clocks.yaml:\d+: escalation: unknown severity "P7"`).MatchString(r.stdout) {
+		t.Errorf("exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	s = strings.Replace(string(b), "step: email-internal, within: 15m}", "step: email-internal, within: 15 minutes}", 1)
+	if err := os.WriteFile(file, []byte(s), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	r = runOffline("runbook", "validate", file)
+	if r.code != exitcode.Usage || !regexp.MustCompile(`bad-clocks.yaml:\d+: escalation P2 Security, legal, executives: within: "15 minutes" is not a duration`).MatchString(r.stdout) {
+		t.Errorf("exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+}
+
+func irctlRunbook(name string) ([]byte, error) {
+	return irctl.Runbooks.ReadFile("runbooks/" + name + ".yaml")
 }
