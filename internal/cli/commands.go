@@ -33,7 +33,8 @@ func newDeclareCmd(f *factory) *cobra.Command {
 		Use:   "declare --severity P0..P4 --title TEXT",
 		Short: "Open an incident and print its ID",
 		Long: `Opens an incident in the state directory (./incidents/<ID>/ by default) and
-prints its ID on stdout, e.g. SEC-20261122-001. Pass it to later commands
+prints its ID on stdout, e.g. SEC-20261122-001. Its declared time starts
+the runbook's clocks (` + "`irctl status`" + `). Pass it to later commands
 with --incident or IRCTL_INCIDENT.
 
 Severities: P0/P1 critical (active breach), P2 high (unauthorized access),
@@ -52,6 +53,7 @@ P3 medium (suspicious activity), P4 low (failed logins).`,
 			}
 			fmt.Fprintln(f.io.Out, inc.ID)
 			fmt.Fprintf(f.io.ErrOut, "declared %s (%s) in %s; export IRCTL_INCIDENT=%s\n", inc.ID, inc.Severity, inc.Dir(), inc.ID)
+			fmt.Fprintf(f.io.ErrOut, "its clocks (phase windows, escalations, GDPR deadline) run from %s: see `irctl status`\n", utc(inc.DeclaredAt))
 			return nil
 		},
 	}
