@@ -183,6 +183,11 @@ func loadClocks(rb *Runbook, d *doc, top *yaml.Node, data map[string]any, add fu
 				if e.Contact == "" {
 					e.Contact = "(none set)"
 				}
+				for _, p := range rb.Params {
+					if p.Secret && paramRefs(ed.Contact)[p.Name] {
+						e.Contact = "[redacted]" // status shows contacts: never a secret
+					}
+				}
 			}
 			if rb.Escalation == nil {
 				rb.Escalation = map[string][]Escalation{}

@@ -56,6 +56,11 @@ func TestClocksLoad(t *testing.T) {
 	if !rb.PersonalData() || rb.AuthorityNotice != "tell-legal" || len(rb.EscalationFor("P1")) != 3 || len(rb.EscalationFor("P2")) != 0 {
 		t.Errorf("data %v notice %q", rb.DataCategories, rb.AuthorityNotice)
 	}
+	// A contact templated from a secret param is never shown.
+	rb3, err := Load("clocks.yaml", []byte(strings.Replace(clockRunbook, "lead: {default: lead@example.com}", "lead: {default: lead@example.com, secret: true}", 1)), Options{Catalog: clockCatalog})
+	if err != nil || rb3.Escalation["P1"][0].Contact != "[redacted]" {
+		t.Errorf("secret contact: %v %+v", err, rb3.Escalation["P1"])
+	}
 	// Without personal data the data-breach rows drop out.
 	rb2, err := Load("clocks.yaml", []byte(strings.Replace(clockRunbook, "[personal]", "[credentials]", 1)), Options{Catalog: clockCatalog})
 	if err != nil {
