@@ -31,6 +31,14 @@ type Runbook struct {
 	// Origins says, for each param with from:, where its value came from
 	// or why it has none yet.
 	Origins map[string]*Origin
+	// The incident's clocks (clocks.go): phase windows in phase order,
+	// the escalation matrix by severity, the data categories the incident
+	// may involve, and the notify step that tells the supervisory
+	// authority (GDPR art. 33).
+	Windows         []Window
+	Escalation      map[string][]Escalation
+	DataCategories  []string
+	AuthorityNotice string
 }
 
 // Param is a runbook parameter.
@@ -116,6 +124,11 @@ type doc struct {
 	Source      string               `yaml:"source"`
 	Params      map[string]paramDoc  `yaml:"params"`
 	Phases      map[string][]stepDoc `yaml:"phases"`
+
+	Windows         map[string]windowDoc       `yaml:"windows"`
+	Escalation      map[string][]escalationDoc `yaml:"escalation"`
+	DataCategories  []string                   `yaml:"data_categories"`
+	AuthorityNotice string                     `yaml:"authority_notice"`
 }
 
 type paramDoc struct {
@@ -373,6 +386,7 @@ func Load(file string, data []byte, o Options) (*Runbook, error) {
 			rb.Phases[phase] = append(rb.Phases[phase], st)
 		}
 	}
+	loadClocks(rb, &d, top, data2, add)
 	checkRefs(rb, add)
 	if len(ps) > 0 {
 		sort.SliceStable(ps, func(i, j int) bool { return ps[i].Line < ps[j].Line })
