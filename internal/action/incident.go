@@ -12,7 +12,8 @@ type IncidentInfo struct {
 	DeclaredBy string
 	Runbook    string
 	// Status is Declared, Contained, Eradicated or Recovered: the last of
-	// contain, eradicate and recover whose every step is done.
+	// contain, eradicate and recover whose every step is done; Closed
+	// after `irctl close` (clocks.Progress.Status).
 	Status string
 	// Done lists, in phase order, the phases with steps applied so far
 	// (dry runs and notifications not counted).

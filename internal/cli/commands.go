@@ -17,6 +17,7 @@ import (
 	"irctl.dev/irctl/internal/action"
 	"irctl.dev/irctl/internal/exitcode"
 	"irctl.dev/irctl/internal/incident"
+	"irctl.dev/irctl/internal/progress"
 	"irctl.dev/irctl/internal/runbook"
 )
 
@@ -32,7 +33,8 @@ func newDeclareCmd(f *factory) *cobra.Command {
 		Use:   "declare --severity P0..P4 --title TEXT",
 		Short: "Open an incident and print its ID",
 		Long: `Opens an incident in the state directory (./incidents/<ID>/ by default) and
-prints its ID on stdout, e.g. SEC-20261122-001. Pass it to later commands
+prints its ID on stdout, e.g. SEC-20261122-001. Its declared time starts
+the runbook's clocks (` + "`irctl status`" + `). Pass it to later commands
 with --incident or IRCTL_INCIDENT.
 
 Severities: P0/P1 critical (active breach), P2 high (unauthorized access),
@@ -51,6 +53,7 @@ P3 medium (suspicious activity), P4 low (failed logins).`,
 			}
 			fmt.Fprintln(f.io.Out, inc.ID)
 			fmt.Fprintf(f.io.ErrOut, "declared %s (%s) in %s; export IRCTL_INCIDENT=%s\n", inc.ID, inc.Severity, inc.Dir(), inc.ID)
+			fmt.Fprintf(f.io.ErrOut, "its clocks (phase windows, escalations, GDPR deadline) run from %s: see `irctl status`\n", utc(inc.DeclaredAt))
 			return nil
 		},
 	}
@@ -326,10 +329,21 @@ func defaultText(v any) string {
 }
 
 func newStatusCmd(f *factory) *cobra.Command {
-	return &cobra.Command{
+	cmd := &cobra.Command{
 		Use:   "status",
-		Short: "Show the incident and what its journal records, step by step",
-		Args:  cobra.NoArgs,
+		Short: "Show the incident's status and clocks, and what its journal records, step by step",
+		Long: `Shows the incident's status (Declared, Contained, Eradicated, Recovered,
+Closed) and its clocks, counted from the declaration: the time elapsed,
+each phase's window (met, late, running or overdue), each escalation for
+its severity (done, late, due or overdue: done when its notify step
+delivered), and the GDPR 72-hour deadline when the runbook's data
+categories include personal data. Past-deadline items are marked "!" (and
+red on a terminal, unless NO_COLOR is set). Then the journal, record by
+record.
+
+The windows and escalations come from the runbook the incident's last run
+used, with its --set values (the default runbook before any run).`,
+		Args: cobra.NoArgs,
 		RunE: func(*cobra.Command, []string) error {
 			inc, err := f.openIncident()
 			if err != nil {
@@ -339,11 +353,17 @@ func newStatusCmd(f *factory) *cobra.Command {
 			if err != nil {
 				return err
 			}
+			clk, note := f.statusClocks(inc, recs)
+			if note != "" {
+				fmt.Fprintln(f.io.ErrOut, "note: "+note)
+			}
 			if f.jsonOutput() {
-				return f.printJSON(map[string]any{"incident": inc, "journal": recs})
+				return f.printJSON(map[string]any{"incident": inc, "clocks": clk, "journal": recs})
 			}
 			w := f.io.Out
-			fmt.Fprintf(w, "%s  %s  %s\ndeclared %s by %s\n\n", inc.ID, inc.Severity, oneLine(inc.Title), inc.DeclaredAt.Format(time.RFC3339), oneLine(inc.DeclaredBy))
+			fmt.Fprintf(w, "%s  %s  %s\ndeclared %s by %s\n", inc.ID, inc.Severity, oneLine(inc.Title), inc.DeclaredAt.Format(time.RFC3339), oneLine(inc.DeclaredBy))
+			printClocks(w, clk, progress.Color(w))
+			fmt.Fprintln(w)
 			tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 			fmt.Fprintln(tw, "TIME\tPHASE\tSTEP\tKIND\tDRY RUN\tDETAIL")
 			for _, r := range recs {
@@ -364,6 +384,7 @@ func newStatusCmd(f *factory) *cobra.Command {
 			return tw.Flush()
 		},
 	}
+	return cmd
 }
 
 func dash(s string) string {

@@ -4,8 +4,11 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
+	"io/fs"
 	"net/http"
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -31,7 +34,8 @@ type e2e struct {
 	cs       kubernetes.Interface
 	stateDir string
 	incident string
-	dbURL    string // the responder's role, not the application's, whose password eradicate rotates
+	dbURL    string   // the responder's role, not the application's, whose password eradicate rotates
+	outputs  []string // every run's stdout and stderr, searched for secrets at the end
 }
 
 func newE2E(t *testing.T) *e2e {
@@ -66,6 +70,7 @@ func (e *e2e) runStdin(stdin string, args ...string) result {
 	}
 	var out, errb bytes.Buffer
 	code := Run(context.Background(), append(full, args...), IOStreams{In: strings.NewReader(stdin), Out: &out, ErrOut: &errb})
+	e.outputs = append(e.outputs, out.String(), errb.String())
 	return result{code: code, stdout: out.String(), stderr: errb.String()}
 }
 
@@ -242,8 +247,13 @@ func TestSecurityIncidentRunbookEndToEnd(t *testing.T) {
 	out = e.mustRunStdin(newLLMKey+"\n", "eradicate", "--yes", "-o", "json", "--set-stdin", "new_llm_key")
 	for _, rep := range parseReports(t, out) {
 		for _, s := range rep.Steps {
-			if s.Step == "disable-compromised-accounts" && (s.Result == nil || s.Result.Changed != planned[s.Step] || planned[s.Step] != 3) {
-				t.Errorf("disable-compromised-accounts: planned %d, changed %+v; want 3 and 3", planned[s.Step], s.Result)
+			if s.Step == "disable-compromised-accounts" && planned[s.Step] != 3 {
+				t.Errorf("disable-compromised-accounts: planned %d, want 3", planned[s.Step])
+			}
+			// The rehearsal predicted what the real run changed, step by
+			// step (the manual steps change nothing on a server).
+			if s.Status == "applied" && s.Action != "manual" && (s.Result == nil || s.Result.Changed != planned[s.Step]) {
+				t.Errorf("%s: the rehearsal planned %d change(s), the run made %+v", s.Step, planned[s.Step], s.Result)
 			}
 			if s.Step == "review-recent-changes" && s.Status != "skipped" {
 				t.Errorf("the manual step under --yes: %s, want skipped", s.Status)
@@ -267,7 +277,47 @@ func TestSecurityIncidentRunbookEndToEnd(t *testing.T) {
 		t.Errorf("after eradicate /health is %d, want 200", got)
 	}
 
-	e.mustRun("recover", "--yes", "--set", "api_url="+e.sb.OrchestratorURL, "--set", "monitor_for=3s")
+	// Recover rehearsed: nothing changes (the Deployment, the namespace's
+	// labels and policies), then run.
+	recoverState := func() string {
+		d, err := e.cs.AppsV1().Deployments(sandbox.DemoNamespace).Get(t.Context(), "orchestrator", metav1.GetOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ns, err := e.cs.CoreV1().Namespaces().Get(t.Context(), sandbox.DemoNamespace, metav1.GetOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		pols, err := e.cs.NetworkingV1().NetworkPolicies(sandbox.DemoNamespace).List(t.Context(), metav1.ListOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return fmt.Sprintf("%s %s %d", d.ResourceVersion, ns.ResourceVersion, len(pols.Items))
+	}
+	before = recoverState()
+	out = e.mustRun("recover", "--dry-run=server", "-o", "json", "--set", "api_url="+e.sb.OrchestratorURL, "--set", "monitor_for=1s")
+	if after := recoverState(); after != before {
+		t.Errorf("recover --dry-run=server changed the servers: %s -> %s", before, after)
+	}
+	planned = map[string]int{}
+	for _, rep := range parseReports(t, out) {
+		for _, s := range rep.Steps {
+			if s.Plan != nil {
+				planned[s.Step] = s.Plan.Count
+			}
+		}
+	}
+	out = e.mustRun("recover", "--yes", "-o", "json", "--set", "api_url="+e.sb.OrchestratorURL, "--set", "monitor_for=3s")
+	for _, rep := range parseReports(t, out) {
+		for _, s := range rep.Steps {
+			if s.Status == "applied" && (s.Result == nil || s.Result.Changed != planned[s.Step]) {
+				t.Errorf("recover %s: the rehearsal planned %d change(s), the run made %+v", s.Step, planned[s.Step], s.Result)
+			}
+		}
+	}
+	if after := recoverState(); after == before {
+		t.Error("recover changed nothing")
+	}
 	if got := e.health(); got != http.StatusOK {
 		t.Errorf("after recover /health is %d, want 200", got)
 	}
@@ -278,26 +328,46 @@ func TestSecurityIncidentRunbookEndToEnd(t *testing.T) {
 	if err != nil || string(llm.Data["api-key"]) != newLLMKey {
 		t.Errorf("the new LLM key is not in the Secret the service reads (%v)", err)
 	}
+	// The secrets given on the command line and stdin are nowhere: not in
+	// any output, nor in any file of the incident (journal, evidence).
+	files := e.incidentFiles()
 	for _, secret := range []string{e.sb.AttackerAPIKey, e.sb.AttackerJWT, newLLMKey} {
-		for _, rec := range e.journalText() {
-			if strings.Contains(rec, secret) {
-				t.Fatalf("a secret --set value is in the journal: %s", rec)
+		for _, out := range e.outputs {
+			if strings.Contains(out, secret) {
+				t.Fatalf("a secret value is in irctl's output")
+			}
+		}
+		for name, data := range files {
+			if strings.Contains(data, secret) {
+				t.Fatalf("a secret value is in %s", name)
 			}
 		}
 	}
+	if len(files) < 10 {
+		t.Fatalf("only %d incident files searched", len(files))
+	}
 }
 
-func (e *e2e) journalText() []string {
+// incidentFiles reads every file of the incident's directory.
+func (e *e2e) incidentFiles() map[string]string {
 	e.t.Helper()
 	inc, err := incident.Open(e.stateDir, e.incident)
 	if err != nil {
 		e.t.Fatal(err)
 	}
-	data, err := os.ReadFile(inc.JournalPath())
+	out := map[string]string{}
+	err = filepath.WalkDir(inc.Dir(), func(p string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		b, err := os.ReadFile(p)
+		out[p] = string(b)
+		return err
+	})
 	if err != nil {
 		e.t.Fatal(err)
 	}
-	return strings.Split(string(data), "\n")
+	return out
 }
 
 // The shipped k8s-cluster-compromise runbook on the seeded cluster: the

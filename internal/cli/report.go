@@ -9,7 +9,6 @@ import (
 
 	"github.com/charmbracelet/glamour"
 	"github.com/spf13/cobra"
-	"go.yaml.in/yaml/v3"
 	"golang.org/x/term"
 
 	"irctl.dev/irctl/internal/evidence"
@@ -258,38 +257,11 @@ func (f *factory) showMarkdown(md string) error {
 	return err
 }
 
-// dataCategories reads the kinds of data the affected system holds: a
-// top-level data_categories list in the runbook, else a data_categories
-// param (a list, or comma-separated). nil when neither is there.
+// dataCategories are the runbook's data_categories, nil when it declares
+// none.
 func (f *factory) dataCategories(rb *runbook.Runbook) ([]string, string, error) {
-	_, data, err := f.readRunbook(f.runbookPath)
-	if err != nil {
-		return nil, "", err
-	}
-	var top struct {
-		DataCategories []string `yaml:"data_categories"`
-	}
-	// The runbook already loaded: a failure here is a shape irctl's own
-	// schema does not know yet, so it is read as "none declared".
-	if yaml.Unmarshal(data, &top) == nil && top.DataCategories != nil {
-		return report.NormalizeCategories(top.DataCategories), "the runbook's data_categories", nil
-	}
-	v, ok := rb.Values["data_categories"]
-	if !ok || v == nil {
+	if len(rb.DataCategories) == 0 {
 		return nil, "", nil
 	}
-	var list []string
-	switch x := v.(type) {
-	case []string:
-		list = x
-	case []any:
-		for _, e := range x {
-			list = append(list, fmt.Sprint(e))
-		}
-	case string:
-		list = strings.Split(x, ",")
-	default:
-		list = []string{fmt.Sprint(x)}
-	}
-	return report.NormalizeCategories(list), "the runbook param data_categories", nil
+	return report.NormalizeCategories(rb.DataCategories), "the runbook's data_categories", nil
 }

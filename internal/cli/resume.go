@@ -59,7 +59,14 @@ not kept in the journal: pass them again with --set or --set-stdin. Other
 			if err := f.readSetStdin(cmd.Context(), run.RunbookRef); err != nil {
 				return err
 			}
-			set, err := resumeSet(run.Set, f.setValues())
+			pinned := map[string]string{}
+			for k, v := range last.Inputs {
+				pinned[k] = v
+			}
+			for k, v := range run.Set {
+				pinned[k] = v
+			}
+			set, err := resumeSet(pinned, f.setValues())
 			if err != nil {
 				return err
 			}

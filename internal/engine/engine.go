@@ -11,7 +11,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"os"
+	"reflect"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -172,7 +175,8 @@ func (e *Engine) reload(phase string, rep *Report) error {
 		return exitcode.New(exitcode.Precondition, "runbook %s changed during the run; nothing more was run", e.Runbook.File)
 	}
 	e.Runbook = rb
-	for _, name := range sortedKeys(rb.Origins) {
+	pinned := map[string]string{}
+	for _, name := range slices.Sorted(maps.Keys(rb.Origins)) {
 		org := rb.Origins[name]
 		used := false
 		for _, s := range rb.Phases[phase] {
@@ -185,8 +189,34 @@ func (e *Engine) reload(phase string, rep *Report) error {
 			rep.Inputs = map[string]*runbook.Origin{}
 		}
 		rep.Inputs[name] = org
+		if org.Pending == "" {
+			pinned[name] = listText(rb.Values[name])
+		}
+	}
+	// Pinned in the journal: a resume of this run uses these values, not
+	// whatever a later rerun of the source step recorded.
+	if len(pinned) > 0 && e.Env.DryRun != action.DryRunClient {
+		var said []string
+		for _, name := range slices.Sorted(maps.Keys(pinned)) {
+			said = append(said, fmt.Sprintf("%s=%s from %s", name, pinned[name], rb.Origins[name].From))
+		}
+		return e.append(incident.Record{Kind: incident.KindInputs, Phase: phase, Runbook: rb.File, RunbookHash: rb.Hash, DryRun: string(e.Env.DryRun),
+			Set: pinned, Result: "params from earlier results: " + strings.Join(said, "; ")})
 	}
 	return nil
+}
+
+// listText is a list param's value as --set takes it: comma-separated.
+func listText(v any) string {
+	rv := reflect.ValueOf(v)
+	if rv.Kind() != reflect.Slice {
+		return fmt.Sprint(v)
+	}
+	parts := make([]string, rv.Len())
+	for i := range parts {
+		parts[i] = fmt.Sprint(rv.Index(i).Interface())
+	}
+	return strings.Join(parts, ",")
 }
 
 // Servers returns the servers (runbook.UsesKubernetes, UsesPostgres) the

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"irctl.dev/irctl/internal/action"
+	"irctl.dev/irctl/internal/clocks"
 	"irctl.dev/irctl/internal/evidence"
 	"irctl.dev/irctl/internal/incident"
 	"irctl.dev/irctl/internal/runbook"
@@ -57,13 +58,11 @@ func (e *Engine) sent(key string) (time.Time, int, bool) {
 	return time.Time{}, 0, false
 }
 
-// statusPhases are the phases whose completion names the incident's status.
-var statusPhases = []struct{ phase, status string }{{"contain", "Contained"}, {"eradicate", "Eradicated"}, {"recover", "Recovered"}}
-
 // incidentInfo is what a notification says about the incident: its
-// declared metadata and what the journal records each phase did. Dry runs
-// and notifications themselves are left out, so the message (and the key
-// it is deduplicated by) stays the same when only notify runs again.
+// declared metadata and what the journal records each phase did
+// (clocks.Read, shared with `irctl status`). Dry runs and notifications
+// themselves are left out, so the message (and the key it is deduplicated
+// by) stays the same when only notify runs again.
 func (e *Engine) incidentInfo() (*action.IncidentInfo, error) {
 	recs, err := incident.ReadJournal(e.Incident.JournalPath())
 	if err != nil {
@@ -72,74 +71,36 @@ func (e *Engine) incidentInfo() (*action.IncidentInfo, error) {
 	return IncidentInfo(e.Incident, e.Runbook, recs), nil
 }
 
-// IncidentInfo is the incident as the journal records recs tell it: its
-// status (Declared, Contained, Eradicated, Recovered: the last of contain,
-// eradicate, recover whose every step of rb is done), what each phase did
-// and what is next. Notifications use it, and so does `irctl report`.
+// IncidentInfo is the incident as the journal records recs tell it, for
+// the runbook rb: its status, what each phase did and what is next.
+// Notifications use it, and so does `irctl report`.
 func IncidentInfo(inc *incident.Incident, rb *runbook.Runbook, recs []incident.Record) *action.IncidentInfo {
+	prog := clocks.Read(recs, rb)
 	info := &action.IncidentInfo{
 		ID: inc.ID, Title: inc.Title, Severity: inc.Severity,
-		DeclaredAt: inc.DeclaredAt, DeclaredBy: inc.DeclaredBy, Status: "Declared",
+		DeclaredAt: inc.DeclaredAt, DeclaredBy: inc.DeclaredBy, Status: prog.Status(),
 	}
 	if rb != nil {
 		info.Runbook = rb.Name
 	}
-	last := map[StepKey]action.StepDone{}
-	done := map[StepKey]bool{}
-	for _, r := range recs {
-		if r.Step == "" || r.DryRun != string(action.DryRunNone) || strings.HasPrefix(r.Action, "notify.") {
-			continue
-		}
-		k := StepKey{r.Phase, r.Step}
-		switch r.Kind {
-		case incident.KindNoop:
-			done[k] = true
-		case incident.KindOutcome:
-			sd := action.StepDone{Step: r.Step, Action: r.Action, Result: r.Result, Time: r.Time}
-			if r.Changed != nil {
-				sd.Changed = *r.Changed
+	for _, ph := range prog.Phases {
+		pd := action.PhaseDone{Phase: ph.Phase}
+		for _, s := range ph.Steps {
+			if !s.Applied || strings.HasPrefix(s.Action, "notify.") {
+				continue
 			}
-			sd.Failed = countFailed(r)
-			last[k] = sd
-			done[k] = r.Error == "" && sd.Failed == 0
-		}
-	}
-	for _, ph := range runbook.Phases {
-		pd := action.PhaseDone{Phase: ph}
-		var steps []runbook.Step
-		if rb != nil {
-			steps = rb.Phases[ph]
-		}
-		all := len(steps) > 0
-		for _, s := range steps {
-			k := StepKey{ph, s.Name}
-			all = all && done[k]
-			if sd, ok := last[k]; ok {
-				pd.Steps = append(pd.Steps, sd)
-				pd.Changed += sd.Changed
-				pd.Failed += sd.Failed
-			}
+			pd.Steps = append(pd.Steps, action.StepDone{Step: s.Step, Action: s.Action, Result: s.Result, Changed: s.Changed, Failed: s.Failed, Time: s.Time})
+			pd.Changed += s.Changed
+			pd.Failed += s.Failed
 		}
 		if len(pd.Steps) > 0 {
 			info.Done = append(info.Done, pd)
 		}
-		if len(steps) > 0 && !all && ph != "notify" {
-			info.Next = append(info.Next, ph)
-		}
-		for _, sp := range statusPhases {
-			if sp.phase == ph && all {
-				info.Status = sp.status
-			}
+		if !ph.Complete && ph.Phase != "notify" {
+			info.Next = append(info.Next, ph.Phase)
 		}
 	}
 	return info
-}
-
-func countFailed(r incident.Record) int {
-	if len(r.Failed) == 0 {
-		return 0
-	}
-	return strings.Count(string(r.Failed), `"target"`)
 }
 
 // externalNotice decides whether an external notice (customers,

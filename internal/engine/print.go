@@ -3,7 +3,9 @@ package engine
 import (
 	"fmt"
 	"io"
+	"maps"
 	"reflect"
+	"slices"
 	"strings"
 	"text/tabwriter"
 	"unicode"
@@ -119,7 +121,7 @@ func (e *Engine) printTable(t *action.Table) {
 // printInputs says which params of a phase came from earlier steps'
 // recorded results, and from which.
 func (e *Engine) printInputs(in map[string]*runbook.Origin) {
-	for _, name := range sortedKeys(in) {
+	for _, name := range slices.Sorted(maps.Keys(in)) {
 		org := in[name]
 		if org.Pending != "" {
 			continue

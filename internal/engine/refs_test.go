@@ -216,3 +216,33 @@ func TestParamFromAStepThatDidNothingIsEmpty(t *testing.T) {
 		t.Fatalf("got %v, inputs %+v\n%s", r.got, reps[1].Inputs, r.out)
 	}
 }
+
+// What a phase took from earlier results is journaled, and a resume of the
+// run gets those values back (as --set), whatever a later rerun of the
+// source step recorded.
+func TestParamsFromResultsArePinnedForResume(t *testing.T) {
+	r := newRefsRig(t, "{\"user_id\":7}\n{\"user_id\":13}\n", refsRunbook)
+	if _, err := r.eng.Run(context.Background(), RunOptions{Command: "run", Phases: []string{"assess", "eradicate"}}); err != nil {
+		t.Fatal(err)
+	}
+	recs, err := incident.ReadJournal(r.inc.JournalPath())
+	if err != nil {
+		t.Fatal(err)
+	}
+	lr, err := FindLastRun(recs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if lr.Inputs["ids"] != "7,13" {
+		t.Fatalf("pinned inputs %v, want ids=7,13", lr.Inputs)
+	}
+	var said string
+	for _, rec := range recs {
+		if rec.Kind == incident.KindInputs {
+			said = rec.Result
+		}
+	}
+	if !strings.Contains(said, "ids=7,13 from assess/accounts.user_id") {
+		t.Errorf("the inputs record says %q", said)
+	}
+}

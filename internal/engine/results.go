@@ -10,9 +10,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"path/filepath"
-	"sort"
+	"slices"
 	"strings"
 
 	"irctl.dev/irctl/internal/evidence"
@@ -125,7 +126,7 @@ func readColumn(path, want, column string) ([]string, error) {
 		}
 		raw, ok := row[column]
 		if !ok {
-			return nil, fmt.Errorf("has no column %q (columns: %s)", column, strings.Join(sortedKeys(row), ", "))
+			return nil, fmt.Errorf("has no column %q (columns: %s)", column, strings.Join(slices.Sorted(maps.Keys(row)), ", "))
 		}
 		if v, ok := jsonText(raw); ok {
 			out = append(out, v)
@@ -177,13 +178,4 @@ func jsonText(raw json.RawMessage) (string, bool) {
 		return s, true
 	}
 	return strings.TrimSpace(string(raw)), true
-}
-
-func sortedKeys[V any](m map[string]V) []string {
-	out := make([]string, 0, len(m))
-	for k := range m {
-		out = append(out, k)
-	}
-	sort.Strings(out)
-	return out
 }

@@ -23,6 +23,10 @@ type LastRun struct {
 	// died between applying and recording. They are planned again against
 	// the servers, never applied blindly.
 	Replan map[StepKey]bool
+	// Inputs are the params the run's phases took from earlier steps'
+	// results, as it journaled them: a resume gives them as --set values,
+	// so it acts on what the run was shown.
+	Inputs map[string]string
 }
 
 // ErrNoRun says the journal has no run to resume.
@@ -54,9 +58,15 @@ func FindLastRun(recs []incident.Record) (*LastRun, error) {
 			return nil, fmt.Errorf("the last run resumes journal record %d, which is not a run record", want)
 		}
 	}
-	lr := &LastRun{Run: recs[origin], Done: map[StepKey]int{}, Replan: map[StepKey]bool{}}
+	lr := &LastRun{Run: recs[origin], Done: map[StepKey]int{}, Replan: map[StepKey]bool{}, Inputs: map[string]string{}}
 	lastKind := map[StepKey]incident.Record{}
 	for _, r := range recs[origin+1:] {
+		if r.Kind == incident.KindInputs {
+			for k, v := range r.Set {
+				lr.Inputs[k] = v
+			}
+			continue
+		}
 		if r.Step == "" || r.Kind == incident.KindUndo || r.Kind == incident.KindRun {
 			continue
 		}

@@ -154,6 +154,7 @@ const (
 	KindDeclined    = "declined"    // the operator said no, or no terminal and no --yes
 	KindDrafted     = "drafted"     // an external notice saved as evidence, not sent (nobody to confirm)
 	KindSkipped     = "skipped"     // a manual step under --yes: nobody confirmed it, so it is not done
+	KindInputs      = "inputs"      // params a phase took from earlier steps' results (Set), pinned for resume
 	KindInterrupted = "interrupted" // SIGINT during the step
 	KindUndo        = "undo"        // an undo of an earlier outcome
 	// KindEvidence anchors the evidence manifest: written after each

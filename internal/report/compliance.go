@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"strings"
 	"time"
+
+	"irctl.dev/irctl/internal/clocks"
 )
 
 // Regulation is one compliance line: whether a breach notice is required,
@@ -35,8 +37,8 @@ var regulations = []struct {
 	due        string
 	steps      []string
 }{
-	{"GDPR", []string{"personal"}, 72 * time.Hour, "supervisory authority within 72 h of awareness (Art. 33)", []string{"regulator"}},
-	{"CCPA", []string{"personal"}, 0, "affected California residents without unreasonable delay (Cal. Civ. Code 1798.82)", []string{"customer"}},
+	{"GDPR", []string{"personal", "health"}, clocks.GDPRWindow, "supervisory authority within 72 h of awareness (Art. 33)", []string{"regulator"}},
+	{"CCPA", []string{"personal", "health"}, 0, "affected California residents without unreasonable delay (Cal. Civ. Code 1798.82)", []string{"customer"}},
 	{"PCI DSS", []string{"payment"}, 0, "card brands and acquirer immediately, per their rules", nil},
 	{"HIPAA", []string{"health"}, 60 * 24 * time.Hour, "individuals and HHS within 60 days of discovery (45 CFR 164.404, 164.408)", []string{"regulator", "customer"}},
 }
@@ -96,17 +98,19 @@ func compliance(categories []string, from string, im Impact, notes []Notificatio
 	var out []Regulation
 	for _, reg := range regulations {
 		r := Regulation{Name: reg.name, Due: reg.due, Notified: notified(notes, reg.steps)}
-		inScope := false
+		var matched []string
 		for _, c := range reg.categories {
-			inScope = inScope || has[c]
+			if has[c] {
+				matched = append(matched, c)
+			}
 		}
 		switch {
-		case categories != nil && !inScope:
-			r.Status, r.Basis = NotRequired, fmt.Sprintf("%s declares no %s data", from, strings.Join(reg.categories, "/"))
+		case categories != nil && len(matched) == 0:
+			r.Status, r.Basis = NotRequired, fmt.Sprintf("%s declares no %s data", from, strings.Join(reg.categories, " or "))
 		case categories != nil && accessed:
-			r.Status, r.Basis = Required, fmt.Sprintf("%s declares %s data, and %s", from, strings.Join(reg.categories, "/"), evidence)
+			r.Status, r.Basis = Required, fmt.Sprintf("%s declares %s data, and %s", from, strings.Join(matched, " and "), evidence)
 		case categories != nil:
-			r.Status, r.Basis = Undetermined, fmt.Sprintf("%s declares %s data; %s", from, strings.Join(reg.categories, "/"), evidence)
+			r.Status, r.Basis = Undetermined, fmt.Sprintf("%s declares %s data; %s", from, strings.Join(matched, " and "), evidence)
 		case reg.categories[0] == "personal" && im.AccountsAffected != nil && *im.AccountsAffected > 0:
 			r.Status, r.Basis = Required, "no data categories declared, but "+evidence+": user accounts are personal data"
 		default:

@@ -230,6 +230,12 @@ func event(rec incident.Record) (Event, bool) {
 		if rec.Result != "" {
 			ev.Detail = rec.Result
 		}
+	case incident.KindClose:
+		ev.Detail = "incident closed"
+		if rec.Result != "" {
+			ev.Detail += ": " + rec.Result
+		}
+		return ev, true
 	case incident.KindDeclined, incident.KindDrafted, incident.KindSkipped, incident.KindInterrupted:
 		ev.Detail = rec.Error
 		if ev.Detail == "" {

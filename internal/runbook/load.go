@@ -31,6 +31,14 @@ type Runbook struct {
 	// Origins says, for each param with from:, where its value came from
 	// or why it has none yet.
 	Origins map[string]*Origin
+	// The incident's clocks (clocks.go): phase windows in phase order,
+	// the escalation matrix by severity, the data categories the incident
+	// may involve, and the notify step that tells the supervisory
+	// authority (GDPR art. 33).
+	Windows         []Window
+	Escalation      map[string][]Escalation
+	DataCategories  []string
+	AuthorityNotice string
 }
 
 // Param is a runbook parameter.
@@ -116,6 +124,11 @@ type doc struct {
 	Source      string               `yaml:"source"`
 	Params      map[string]paramDoc  `yaml:"params"`
 	Phases      map[string][]stepDoc `yaml:"phases"`
+
+	Windows         map[string]windowDoc       `yaml:"windows"`
+	Escalation      map[string][]escalationDoc `yaml:"escalation"`
+	DataCategories  []string                   `yaml:"data_categories"`
+	AuthorityNotice string                     `yaml:"authority_notice"`
 }
 
 type paramDoc struct {
@@ -373,6 +386,7 @@ func Load(file string, data []byte, o Options) (*Runbook, error) {
 			rb.Phases[phase] = append(rb.Phases[phase], st)
 		}
 	}
+	loadClocks(rb, &d, top, data2, add)
 	checkRefs(rb, add)
 	if len(ps) > 0 {
 		sort.SliceStable(ps, func(i, j int) bool { return ps[i].Line < ps[j].Line })
@@ -467,39 +481,4 @@ func paramNames(s Spec) []string {
 		out = append(out, p.Name)
 	}
 	return out
-}
-
-// suggest returns ` (did you mean "x"?)` for the closest candidate within a
-// small edit distance, or "".
-func suggest(got string, candidates []string) string {
-	best, bestD := "", 3
-	for _, c := range candidates {
-		if d := editDistance(got, c); d < bestD {
-			best, bestD = c, d
-		}
-	}
-	if best == "" {
-		return ""
-	}
-	return fmt.Sprintf(" (did you mean %q?)", best)
-}
-
-func editDistance(a, b string) int {
-	prev := make([]int, len(b)+1)
-	cur := make([]int, len(b)+1)
-	for j := range prev {
-		prev[j] = j
-	}
-	for i := 1; i <= len(a); i++ {
-		cur[0] = i
-		for j := 1; j <= len(b); j++ {
-			cost := 1
-			if a[i-1] == b[j-1] {
-				cost = 0
-			}
-			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
-		}
-		prev, cur = cur, prev
-	}
-	return prev[len(b)]
 }

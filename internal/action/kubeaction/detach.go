@@ -11,6 +11,8 @@ package kubeaction
 import (
 	"context"
 	"fmt"
+	"maps"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -175,7 +177,7 @@ func (s *selectors) zeroReady(ctx context.Context, c *kube.Clients, ns string, p
 			svcs[svc.Name] = svc
 		}
 	}
-	rsNames := sortedKeys(byRS)
+	rsNames := slices.Sorted(maps.Keys(byRS))
 	for _, name := range rsNames {
 		rs, n := s.replicaSets[name], byRS[name]
 		spec := int32(1)
@@ -232,15 +234,6 @@ func ownerNote(rs *appsv1.ReplicaSet) string {
 		return " (" + o.Kind + " " + o.Name + ")"
 	}
 	return ""
-}
-
-func sortedKeys[V any](m map[string]V) []string {
-	out := make([]string, 0, len(m))
-	for k := range m {
-		out = append(out, k)
-	}
-	sort.Strings(out)
-	return out
 }
 
 // removedLabels renders the labels keys had on pod, k=v,k2=v2.

@@ -48,6 +48,7 @@ type findArgs struct {
 	registries []string
 	allowed    []string
 	expectNone bool
+	incident   string // pods kept as this incident's evidence are reported apart
 }
 
 func findParams(p runbook.Params) (findArgs, error) {
@@ -208,6 +209,9 @@ func (a findArgs) describe() string {
 type findMatch struct {
 	kind, namespace, name string
 	what                  []string
+	// evidence: a pod quarantined or copied for this incident, kept on
+	// purpose behind the isolation policy: not a remaining indicator.
+	evidence bool
 }
 
 func (Find) Apply(ctx context.Context, env *action.Env, p runbook.Params, plan *action.Plan) (*action.Result, error) {
@@ -215,6 +219,7 @@ func (Find) Apply(ctx context.Context, env *action.Env, p runbook.Params, plan *
 	if err != nil {
 		return nil, err
 	}
+	a.incident = env.Incident
 	c, err := env.Kube()
 	if err != nil {
 		return nil, err
@@ -261,11 +266,25 @@ func (Find) Apply(ctx context.Context, env *action.Env, p runbook.Params, plan *
 		return x.name < y.name
 	})
 	sort.Slice(failed, func(i, j int) bool { return failed[i].Target < failed[j].Target })
+	var evidence []string
+	kept := matches[:0]
+	for _, m := range matches {
+		if m.evidence {
+			evidence = append(evidence, nsName(m.namespace, m.name))
+			continue
+		}
+		kept = append(kept, m)
+	}
+	matches = kept
 	table := &action.Table{Columns: []string{"kind", "namespace", "name", "matched"}, Total: len(matches)}
 	for _, m := range matches {
 		table.Rows = append(table.Rows, []string{m.kind, m.namespace, m.name, strings.Join(m.what, "; ")})
 	}
 	summary := fmt.Sprintf("%d object(s) of %d searched in %d kind(s) match %s", len(matches), searched, len(resources)-len(failed), a.describe())
+	if len(evidence) > 0 {
+		summary += fmt.Sprintf("; %d more are pods kept as this incident's evidence (quarantined or forensic copies, isolated), not counted: %s",
+			len(evidence), strings.Join(action.Abbreviate(evidence, 5), ", "))
+	}
 	if a.expectNone && len(matches) > 0 {
 		var first []string
 		for _, m := range matches {
@@ -317,7 +336,11 @@ func searchResource(ctx context.Context, c *kube.Clients, meta metadata.Interfac
 				md, _ := o["metadata"].(map[string]any)
 				name, _ := md["name"].(string)
 				namespace, _ := md["namespace"].(string)
-				out = append(out, findMatch{kind: r.label(), namespace: namespace, name: name, what: what})
+				m := findMatch{kind: r.label(), namespace: namespace, name: name, what: what}
+				if r.GVR.Group == "" && r.GVR.Resource == "pods" {
+					m.evidence = isolatedEvidenceMeta(stringMap(md["labels"]), stringMap(md["annotations"]), a.incident)
+				}
+				out = append(out, m)
 			}
 		}
 		if cont == "" {
@@ -331,6 +354,18 @@ func toAny(m map[string]string) map[string]any {
 	out := make(map[string]any, len(m))
 	for k, v := range m {
 		out[k] = v
+	}
+	return out
+}
+
+// stringMap reads labels or annotations of an unstructured object.
+func stringMap(v any) map[string]string {
+	m, _ := v.(map[string]any)
+	out := make(map[string]string, len(m))
+	for k, x := range m {
+		if s, ok := x.(string); ok {
+			out[k] = s
+		}
 	}
 	return out
 }

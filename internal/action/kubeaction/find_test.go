@@ -161,3 +161,36 @@ func TestFindValidatesItsParams(t *testing.T) {
 		}
 	}
 }
+
+// Pods kept as this incident's evidence (quarantined, forensic copies) still
+// run the attacker's image on purpose, behind the isolation policy: they
+// are reported apart, not as indicators left, so validate can pass while
+// the evidence is kept. A pod merely labelled like a copy still counts.
+func TestFindReportsThisIncidentsEvidenceApart(t *testing.T) {
+	f := newFixture(t)
+	image := "docker.io/xmrig/xmrig:" + randHex(3)
+	pod := func(name string, labels, annotations map[string]string) {
+		t.Helper()
+		if _, err := f.cs.CoreV1().Pods(f.ns).Create(context.Background(), &corev1.Pod{
+			ObjectMeta: metav1.ObjectMeta{Name: name, Labels: labels, Annotations: annotations},
+			Spec:       corev1.PodSpec{Containers: []corev1.Container{{Name: "c", Image: image}}},
+		}, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	pod("miner", nil, nil)
+	pod("quarantined", map[string]string{"quarantine": "true"}, map[string]string{QuarantinedForIncident: f.incident})
+	pod("miner-forensic", map[string]string{LabelForensicCopyOf: "miner"}, map[string]string{AnnoIncident: f.incident})
+	pod("lookalike", map[string]string{LabelForensicCopyOf: "miner"}, map[string]string{AnnoIncident: "SEC-20200101-001"})
+	p := Find{}.Spec().MustBind(map[string]any{"kinds": []string{"pods"}, "indicators": []string{image}, "namespace": f.ns})
+	rows, res, err := f.find(action.DryRunNone, p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rows) != 2 || rows["pod "+f.ns+"/miner"] == "" || rows["pod "+f.ns+"/lookalike"] == "" {
+		t.Errorf("rows %v, want the miner and the lookalike only", rows)
+	}
+	if !strings.Contains(res.Summary, "2 more are pods kept as this incident's evidence") {
+		t.Errorf("summary: %s", res.Summary)
+	}
+}

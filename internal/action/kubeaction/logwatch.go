@@ -315,6 +315,35 @@ func (wt *logWatcher) consider(ctx context.Context, pod *corev1.Pod) {
 	}
 }
 
+// followRetry is the pause before following a log again whose stream
+// ended while its container still runs.
+const followRetry = 500 * time.Millisecond
+
+// stillRunning reports whether the container instance pod had when the
+// watch found it is still running: same container ID, pod not deleted.
+func (wt *logWatcher) stillRunning(ctx context.Context, pod *corev1.Pod, container string) bool {
+	id := containerID(pod, container)
+	cur, err := wt.c.Core.CoreV1().Pods(pod.Namespace).Get(ctx, pod.Name, metav1.GetOptions{})
+	if err != nil || cur.DeletionTimestamp != nil || cur.UID != pod.UID {
+		return false
+	}
+	for _, st := range cur.Status.ContainerStatuses {
+		if st.Name == container {
+			return st.State.Running != nil && (id == "" || st.ContainerID == id)
+		}
+	}
+	return false
+}
+
+func containerID(pod *corev1.Pod, container string) string {
+	for _, st := range pod.Status.ContainerStatuses {
+		if st.Name == container {
+			return st.ContainerID
+		}
+	}
+	return ""
+}
+
 // follow streams one container instance's log until ctx ends or the
 // stream does (the container stopped). A log it cannot open yet, or a
 // stream that breaks, is asked for again, from the last line seen.
@@ -351,11 +380,24 @@ func (wt *logWatcher) follow(ctx context.Context, pod *corev1.Pod, container str
 				wt.line(pod, container, t, text)
 			})
 			rc.Close()
-			if err == nil || ctx.Err() != nil {
-				return // the container stopped, or the watch is over
+			if ctx.Err() != nil {
+				return // the watch is over
 			}
 			if !lastT.IsZero() {
 				since = lastT
+			}
+			if err == nil {
+				// A stream can end while the container runs on (a
+				// kubelet or proxy closing a long request): follow it
+				// again unless this instance stopped.
+				if !wt.stillRunning(ctx, pod, container) {
+					return
+				}
+				select {
+				case <-ctx.Done():
+				case <-time.After(followRetry):
+				}
+				continue
 			}
 		}
 		if ctx.Err() != nil {

@@ -111,11 +111,32 @@ func counts(want int32, have map[string]int32, extra int32) (bool, string, error
 	return true, fmt.Sprintf("%d replica(s) updated, ready and available", want), nil
 }
 
-// logProgress reports how a long step is going. The engine owns output; until
-// action.Env carries a progress reporter this is the one place to wire it,
-// and it goes to the step's log.
+// logProgress logs how a rollout is going (the step's log; the engine
+// draws env.Progress, which waitRollout feeds, on a terminal).
 func logProgress(env *action.Env, format string, args ...any) {
 	env.Log.Info().Msgf(format, args...)
+}
+
+// rolledOut counts the workload's replicas that are updated and available,
+// of those it wants, for the progress line.
+func rolledOut(w *workload) (done, want int64) {
+	switch o := w.obj.(type) {
+	case *appsv1.Deployment:
+		want = 1
+		if o.Spec.Replicas != nil {
+			want = int64(*o.Spec.Replicas)
+		}
+		return int64(min(o.Status.UpdatedReplicas, o.Status.AvailableReplicas)), want
+	case *appsv1.StatefulSet:
+		want = 1
+		if o.Spec.Replicas != nil {
+			want = int64(*o.Spec.Replicas)
+		}
+		return int64(min(o.Status.UpdatedReplicas, o.Status.AvailableReplicas)), want
+	case *appsv1.DaemonSet:
+		return int64(min(o.Status.UpdatedNumberScheduled, o.Status.NumberAvailable)), int64(o.Status.DesiredNumberScheduled)
+	}
+	return 0, 0
 }
 
 // waitRollout polls the workload until its rollout is complete, the
@@ -125,6 +146,7 @@ func waitRollout(ctx context.Context, env *action.Env, c *kube.Clients, ref work
 	defer cancel()
 	last := ""
 	var w *workload
+	started := false
 	for {
 		// A read cut off by the deadline keeps the last workload read,
 		// so the failure can still name its stuck pods.
@@ -134,6 +156,13 @@ func waitRollout(ctx context.Context, env *action.Env, c *kube.Clients, ref work
 		}
 		if err == nil {
 			w = got
+			if n, want := rolledOut(w); want > 0 {
+				if !started {
+					env.Progress.Start(want, "replicas rolled out")
+					started = true
+				}
+				env.Progress.Set(min(n, want), want)
+			}
 			done, waiting, err := rolloutStatus(w)
 			if err != nil {
 				return fmt.Errorf("rollout of %s: %w; %s", ref, err, stuckPods(ctx, c, w))

@@ -352,13 +352,17 @@ func podSpecReads(spec *corev1.PodSpec, name string) bool {
 // not. Both marks name the incident, so a pod merely labelled like a copy
 // is still checked.
 func isolatedEvidence(p *corev1.Pod, incident string) bool {
+	return isolatedEvidenceMeta(p.Labels, p.Annotations, incident)
+}
+
+func isolatedEvidenceMeta(labels, annotations map[string]string, incident string) bool {
 	if incident == "" {
 		return false
 	}
-	if _, copied := p.Labels[LabelForensicCopyOf]; copied && p.Annotations[AnnoIncident] == incident {
+	if _, copied := labels[LabelForensicCopyOf]; copied && annotations[AnnoIncident] == incident {
 		return true
 	}
-	return p.Annotations[QuarantinedForIncident] == incident
+	return annotations[QuarantinedForIncident] == incident
 }
 
 // podRunsOrWill leaves out pods that will never read the value again:

@@ -138,3 +138,17 @@ func TestMatchObjectFields(t *testing.T) {
 		t.Errorf("pod matches %q", got)
 	}
 }
+
+// The progress line of a rollout counts replicas both updated and
+// available, of those wanted.
+func TestRolledOutCountsUpdatedAndAvailable(t *testing.T) {
+	d := &appsv1.Deployment{Spec: appsv1.DeploymentSpec{Replicas: ptr.To[int32](3)},
+		Status: appsv1.DeploymentStatus{UpdatedReplicas: 2, AvailableReplicas: 3}}
+	if done, want := rolledOut(&workload{obj: d}); done != 2 || want != 3 {
+		t.Errorf("deployment: %d of %d, want 2 of 3", done, want)
+	}
+	ds := &appsv1.DaemonSet{Status: appsv1.DaemonSetStatus{DesiredNumberScheduled: 4, UpdatedNumberScheduled: 4, NumberAvailable: 1}}
+	if done, want := rolledOut(&workload{obj: ds}); done != 1 || want != 4 {
+		t.Errorf("daemonset: %d of %d, want 1 of 4", done, want)
+	}
+}
