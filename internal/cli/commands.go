@@ -374,8 +374,11 @@ used, with its --set values (the default runbook before any run).`,
 				if r.Error != "" {
 					detail = "error: " + r.Error
 				}
-				if r.Kind == incident.KindRun {
+				switch r.Kind {
+				case incident.KindRun:
 					detail = "irctl " + r.Command
+				case incident.KindNote:
+					detail = r.NoteKind + ": " + r.Text
 				}
 				// Details quote the attacked systems (targets, errors):
 				// no terminal escapes get through.

@@ -142,6 +142,9 @@ func TestReportOnATerminalIsStyledAndEscapesNothing(t *testing.T) {
 	if r := h.run("note", "list"); r.code != 0 || !strings.Contains(r.stdout, `owned \x1b]0;pwned\x07 title`) {
 		t.Errorf("note list: exit %d, want the escape shown as text:\n%q", r.code, r.stdout)
 	}
+	if r := h.run("status"); r.code != 0 || !strings.Contains(r.stdout, `summary: owned \x1b]0;pwned\x07 title`) {
+		t.Errorf("status: exit %d, want the note with its escape as text:\n%s", r.code, r.stdout)
+	}
 	t.Setenv("GLAMOUR_STYLE", "dark") // no terminal answers the background query here
 	term := h.startOnPTY("report", "--no-save")
 	if code := term.wait(); code != 0 {
