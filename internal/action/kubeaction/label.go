@@ -200,8 +200,8 @@ func (Label) Plan(ctx context.Context, env *action.Env, p runbook.Params) (*acti
 	if detach && selector != "" && env.Incident != "" {
 		// The selector of a detached step matches the replacements once
 		// the pods are detached: a rerun in the incident leaves them be.
-		// A pod created no later than the newest one already detached is
-		// no replacement but one the earlier run missed (it stopped
+		// A pod created before the newest one already detached is no
+		// replacement but one the earlier run missed (it stopped
 		// partway): the rerun finishes the job on those.
 		done, newest, err := detachedBefore(ctx, c, ns, want, selector, env.Incident)
 		if err != nil {
@@ -214,7 +214,10 @@ func (Label) Plan(ctx context.Context, env *action.Env, p runbook.Params) (*acti
 			}
 			var missed []corev1.Pod
 			for _, pod := range list.Items {
-				if pod.Annotations[QuarantinedForIncident] != env.Incident && !pod.CreationTimestamp.After(newest) {
+				// Creation times are whole seconds: one in the newest
+				// detached pod's second may be a replacement, so only
+				// strictly older pods count as missed.
+				if pod.Annotations[QuarantinedForIncident] != env.Incident && pod.CreationTimestamp.Time.Before(newest) {
 					missed = append(missed, pod)
 				}
 			}
