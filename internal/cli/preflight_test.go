@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
@@ -313,7 +314,9 @@ func TestShippedRoleIsEnoughForClusterCompromise(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		return h.podVersions() + " node@" + n.ResourceVersion
+		// The node's spec, not its resourceVersion: kwok heartbeats
+		// its status on its own schedule.
+		return h.podVersions() + fmt.Sprintf(" node unschedulable=%v taints=%v", n.Spec.Unschedulable, n.Spec.Taints)
 	}
 	r := h.newResponder()
 	checkEveryRuleIsNeeded(t, h, r, h.phasePermissions(file, set, "contain"), state, args...)
