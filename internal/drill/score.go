@@ -12,19 +12,19 @@ import (
 
 // Score is a drill's outcome: every check it judged, grouped.
 type Score struct {
-	Scenario    string           `json:"scenario"`
-	Runbook     string           `json:"runbook"`
-	Incident    string           `json:"incident"`
-	DeclaredAt  time.Time        `json:"declared_at"`
-	ContainedAt time.Time        `json:"contained_at"`
-	Lockout     []Lockout        `json:"lockout"`
-	Phases      []PhaseScore     `json:"phases"`
-	Checks      ChecksScore      `json:"validation"`
-	Evidence    Evidence         `json:"evidence"`
-	Notified    int              `json:"notifications_delivered"`
-	StepsFailed int              `json:"steps_failed_or_partial"`
-	Cases       []Case           `json:"cases"`
-	Passed      bool             `json:"passed"`
+	Scenario    string       `json:"scenario"`
+	Runbook     string       `json:"runbook"`
+	Incident    string       `json:"incident"`
+	DeclaredAt  time.Time    `json:"declared_at"`
+	ContainedAt time.Time    `json:"contained_at"`
+	Lockout     []Lockout    `json:"lockout"`
+	Phases      []PhaseScore `json:"phases"`
+	Checks      ChecksScore  `json:"validation"`
+	Evidence    Evidence     `json:"evidence"`
+	Notified    int          `json:"notifications_delivered"`
+	StepsFailed int          `json:"steps_failed_or_partial"`
+	Cases       []Case       `json:"cases"`
+	Passed      bool         `json:"passed"`
 }
 
 // Lockout is the attacker's outcome with one credential.
