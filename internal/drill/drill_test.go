@@ -139,3 +139,20 @@ func TestBreakGlassDrillFailsNamingTheMissingStep(t *testing.T) {
 		t.Error("no JUnit failure")
 	}
 }
+
+func TestClusterCompromiseDrill(t *testing.T) {
+	if testing.Short() && os.Getenv("CI") != "true" {
+		t.Skip("integration")
+	}
+	code, s, _, _ := runDrill(t, "cluster-compromise")
+	if code != 0 || !s.Passed {
+		t.Errorf("exit %d, passed %v: %+v", code, s.Passed, s.Cases)
+	}
+	if len(s.Lockout) != 1 || !s.Lockout[0].LockedOut || s.Lockout[0].AfterContain != 0 {
+		t.Errorf("lockout: %+v", s.Lockout)
+	}
+	// The Prometheus check is the one known failure; the rest pass.
+	if s.Checks.Known != 1 || s.Checks.Passed != s.Checks.Total-1 || !s.Evidence.Verified {
+		t.Errorf("checks %+v, evidence %+v", s.Checks, s.Evidence)
+	}
+}
