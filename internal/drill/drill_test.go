@@ -103,6 +103,11 @@ func TestLeakedAPIKeysDrillLocksTheAttackerOut(t *testing.T) {
 	if len(s.Phases) != 6 || s.Phases[0].Phase != "contain" || s.Phases[0].Window != time.Hour || !s.Phases[0].InWindow {
 		t.Errorf("phases: %+v", s.Phases)
 	}
+	// contain revokes keys (irreversible by design) and labels, isolates
+	// and restarts (undoable): both kinds are counted.
+	if s.Undoable == 0 || s.Irreversible == 0 {
+		t.Errorf("changes undoable %d, irreversible %d", s.Undoable, s.Irreversible)
+	}
 	t.Logf("time to contain: %s", s.Phases[0].Done)
 }
 

@@ -38,9 +38,13 @@ func (s *Score) WriteText(w io.Writer) {
 	tw.Flush()
 	fmt.Fprintf(w, "\nvalidation checks: %d/%d passed", s.Checks.Passed, s.Checks.Total)
 	if s.Checks.Known > 0 {
-		fmt.Fprintf(w, " (%d known to fail on the sandbox)", s.Checks.Known)
+		fmt.Fprintf(w, ", %d known failure(s)", s.Checks.Known)
 	}
 	fmt.Fprintf(w, "\nevidence verified: %v\nnotifications delivered: %d\nsteps failed or partial: %d\n", s.Evidence.Verified, s.Notified, s.StepsFailed)
+	fmt.Fprintf(w, "changes undoable: %d, irreversible by design: %d\n", s.Undoable, s.Irreversible)
+	for _, k := range s.Known {
+		fmt.Fprintf(w, "known failure %s: %s\n", k.Check, k.Reason)
+	}
 	failed := 0
 	for _, c := range s.Cases {
 		if c.Result == "fail" {

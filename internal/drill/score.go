@@ -23,8 +23,14 @@ type Score struct {
 	Evidence    Evidence     `json:"evidence"`
 	Notified    int          `json:"notifications_delivered"`
 	StepsFailed int          `json:"steps_failed_or_partial"`
-	Cases       []Case       `json:"cases"`
-	Passed      bool         `json:"passed"`
+	// Undoable and Irreversible count the applied changes that `irctl
+	// undo` can reverse and those the runbook declares irreversible.
+	Undoable     int `json:"changes_undoable"`
+	Irreversible int `json:"changes_irreversible"`
+	// Known are the scenario's known failures, with why.
+	Known  []KnownFailure `json:"known_failures,omitempty"`
+	Cases  []Case         `json:"cases"`
+	Passed bool           `json:"passed"`
 }
 
 // Lockout is the attacker's outcome with one credential.
@@ -77,7 +83,7 @@ type Case struct {
 }
 
 func score(sc *Scenario, id string, runs []PhaseRun, contained time.Time, attempts []Attempt, clk *clocks.Clocks, journal []incident.Record, ev Evidence) *Score {
-	s := &Score{Scenario: sc.Name, Runbook: sc.Runbook, Incident: id, ContainedAt: contained, Evidence: ev}
+	s := &Score{Scenario: sc.Name, Runbook: sc.Runbook, Incident: id, ContainedAt: contained, Evidence: ev, Known: sc.KnownFailures}
 	if clk != nil {
 		s.DeclaredAt = clk.DeclaredAt
 	}
@@ -180,6 +186,21 @@ func score(sc *Scenario, id string, runs []PhaseRun, contained time.Time, attemp
 	for _, r := range journal {
 		if r.DryRun == "none" || r.DryRun == "" {
 			s.Notified += len(r.Sent)
+		}
+		// Every change made is either undoable or declared irreversible.
+		if r.Kind == incident.KindOutcome && r.DryRun == "none" && r.Changed != nil && *r.Changed > 0 && r.Error == "" {
+			c := Case{Group: "undo", Name: r.Phase + "/" + r.Step, Result: "pass"}
+			switch {
+			case len(r.Undo) > 0 && string(r.Undo) != "null":
+				s.Undoable++
+			case r.Irreversible != "":
+				s.Irreversible++
+				c.Message = "irreversible by design: " + r.Irreversible
+			default:
+				c.Result = "fail"
+				c.Message = fmt.Sprintf("expected an undo record or an irreversible note for %d change(s), saw neither", *r.Changed)
+			}
+			add(c)
 		}
 	}
 

@@ -9,6 +9,7 @@ import (
 
 	"irctl.dev/irctl/internal/clocks"
 	"irctl.dev/irctl/internal/engine"
+	"irctl.dev/irctl/internal/incident"
 )
 
 // The lockout judgement from attempts alone: a credential that got in
@@ -33,7 +34,12 @@ func TestLockoutIsJudgedFromAttemptsAfterContain(t *testing.T) {
 		{Phase: "contain", Step: "revoke", Status: "applied"}, {Phase: "contain", Step: "rotate-jwt", Status: "applied"},
 	}}}}}
 	clk := &clocks.Clocks{DeclaredAt: t0, Phases: []clocks.PhaseClock{{Phase: "contain", To: clocks.Duration(time.Hour), State: "met"}}}
-	s := score(sc, "INC", runs, t0.Add(2*time.Second), attempts, clk, nil, Evidence{Verified: true})
+	two := 2
+	journal := []incident.Record{
+		{Kind: incident.KindOutcome, DryRun: "none", Phase: "contain", Step: "revoke", Changed: &two, Irreversible: "revoked keys stay revoked"},
+		{Kind: incident.KindOutcome, DryRun: "none", Phase: "contain", Step: "rotate-jwt", Changed: &two},
+	}
+	s := score(sc, "INC", runs, t0.Add(2*time.Second), attempts, clk, journal, Evidence{Verified: true})
 	if s.Passed {
 		t.Fatal("passed with the attacker still in")
 	}
@@ -55,6 +61,14 @@ func TestLockoutIsJudgedFromAttemptsAfterContain(t *testing.T) {
 	if l := s.Lockout[0]; l.LastSuccess == nil || *l.LastSuccess != time.Second || l.Refused != 2 {
 		t.Errorf("key: %+v", l)
 	}
+	for _, c := range s.Cases {
+		if c.Group == "undo" && c.Name == "contain/rotate-jwt" && (c.Result != "fail" || !strings.Contains(c.Message, "saw neither")) {
+			t.Errorf("a change with no undo: %+v", c)
+		}
+	}
+	if s.Irreversible != 1 {
+		t.Errorf("irreversible: %d", s.Irreversible)
+	}
 	var text, x bytes.Buffer
 	s.WriteText(&text)
 	if !strings.Contains(text.String(), "FAILED") || !strings.Contains(text.String(), "no step rotate-bg") {
@@ -64,7 +78,7 @@ func TestLockoutIsJudgedFromAttemptsAfterContain(t *testing.T) {
 		t.Fatal(err)
 	}
 	var j JUnit
-	if err := xml.Unmarshal(x.Bytes(), &j); err != nil || j.Failures != 2 || j.Tests != len(s.Cases) {
+	if err := xml.Unmarshal(x.Bytes(), &j); err != nil || j.Failures != 3 || j.Tests != len(s.Cases) {
 		t.Errorf("JUnit: %v %+v", err, j)
 	}
 }
