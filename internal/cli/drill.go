@@ -17,10 +17,10 @@ import (
 )
 
 func newDrillCmd(f *factory) *cobra.Command {
-	var scenario, junit, sandboxDir, binDir string
+	var scenario, runbookArg, junit, sandboxDir, binDir string
 	var keep bool
 	cmd := &cobra.Command{
-		Use:   "drill [--scenario NAME|FILE] [--junit FILE] [--sandbox-dir DIR] [--keep]",
+		Use:   "drill [--scenario NAME|FILE] [--runbook NAME|FILE] [--junit FILE] [--sandbox-dir DIR] [--keep]",
 		Short: "Run a scored incident drill on the sandbox while an attacker keeps using what was stolen",
 		Long: `Runs a scenario (testdata/scenarios/NAME.yaml; shipped: ` + strings.Join(drill.Names(), ", ") + `):
 brings up a sandbox (or uses the running one in --sandbox-dir), starts an
@@ -42,6 +42,11 @@ Exit 0 only when every check passes and the attacker is locked out; else 1.`,
 			sc, err := drill.Find(scenario)
 			if err != nil {
 				return err
+			}
+			if runbookArg != "" {
+				// The same attack against another runbook (a team's own
+				// version of the shipped one): the score says what it misses.
+				sc.Runbook = runbookArg
 			}
 			ctx := cmd.Context()
 			dir := sandboxDir
@@ -71,6 +76,13 @@ Exit 0 only when every check passes and the attacker is locked out; else 1.`,
 			env, err := drill.ReadEnv(filepath.Join(dir, "env"))
 			if err != nil {
 				return err
+			}
+			// As sourcing DIR/env would: the notify steps read their
+			// webhook URLs and keys from the environment.
+			for k, v := range env {
+				if err := os.Setenv(k, v); err != nil {
+					return err
+				}
 			}
 			stateDir := f.stateDir
 			if stateDir == "" {
@@ -112,6 +124,7 @@ Exit 0 only when every check passes and the attacker is locked out; else 1.`,
 		},
 	}
 	cmd.Flags().StringVar(&scenario, "scenario", "leaked-api-keys", "scenario name, or a scenario file")
+	cmd.Flags().StringVar(&runbookArg, "runbook", "", "run this runbook (shipped name or file) instead of the scenario's")
 	cmd.Flags().StringVar(&junit, "junit", "", "write the score as JUnit XML to FILE")
 	cmd.Flags().StringVar(&sandboxDir, "sandbox-dir", "", "use the running sandbox in DIR (DIR/env, from `irctl sandbox up --dir DIR`) instead of starting one")
 	cmd.Flags().StringVar(&binDir, "bin-dir", "", "directory with the sandbox's server binaries (default: IRCTL_SANDBOX_BINS or ./bin)")

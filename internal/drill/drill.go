@@ -131,6 +131,9 @@ func Run(ctx context.Context, o Options) (*Score, error) {
 // and the stdin carrying the secrets, one a line in flag order.
 func phaseArgs(sc *Scenario, id string, p Phase) ([]string, string) {
 	args := []string{"--incident", id, p.Phase, "--yes", "-o", "json", "-f", sc.Runbook}
+	if p.AllowExternal {
+		args = append(args, "--allow-external")
+	}
 	sets := map[string]string{}
 	for k, v := range sc.Set {
 		sets[k] = v

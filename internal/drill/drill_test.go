@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"encoding/xml"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -20,7 +21,7 @@ import (
 // runDrill runs `irctl drill` on a sandbox of its own (the runbook changes
 // the platform for good) and returns the exit code, the score and the
 // JUnit report.
-func runDrill(t *testing.T, scenario string) (int, drill.Score, drill.JUnit, string) {
+func runDrill(t *testing.T, scenario string) (int, drill.Score, drill.JUnit, string, *sandbox.Sandbox) {
 	t.Helper()
 	bin := sandboxtest.RequireBins(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
@@ -75,14 +76,14 @@ func runDrill(t *testing.T, scenario string) (int, drill.Score, drill.JUnit, str
 			t.Fatal("a secret is in the drill's output")
 		}
 	}
-	return code, s, j, string(data)
+	return code, s, j, string(data), sb
 }
 
 func TestLeakedAPIKeysDrillLocksTheAttackerOut(t *testing.T) {
 	if testing.Short() && os.Getenv("CI") != "true" {
 		t.Skip("integration")
 	}
-	code, s, j, _ := runDrill(t, "leaked-api-keys")
+	code, s, j, _, sb := runDrill(t, "leaked-api-keys")
 	if code != 0 || !s.Passed || j.Failures != 0 {
 		t.Errorf("exit %d, passed %v, %d JUnit failures: %+v", code, s.Passed, j.Failures, s.Cases)
 	}
@@ -100,13 +101,36 @@ func TestLeakedAPIKeysDrillLocksTheAttackerOut(t *testing.T) {
 	if s.Checks.Total != 6 || s.Checks.Passed+s.Checks.Known != 6 || s.Checks.Passed < 5 || !s.Evidence.Verified || s.StepsFailed != 0 {
 		t.Errorf("checks %+v, evidence %+v, steps failed %d", s.Checks, s.Evidence, s.StepsFailed)
 	}
-	if len(s.Phases) != 6 || s.Phases[0].Phase != "contain" || s.Phases[0].Window != time.Hour || !s.Phases[0].InWindow {
+	if len(s.Phases) != 7 || s.Phases[0].Phase != "contain" || s.Phases[0].Window != time.Hour || !s.Phases[0].InWindow {
 		t.Errorf("phases: %+v", s.Phases)
 	}
 	// contain revokes keys (irreversible by design) and labels, isolates
 	// and restarts (undoable): both kinds are counted.
 	if s.Undoable == 0 || s.Irreversible == 0 {
 		t.Errorf("changes undoable %d, irreversible %d", s.Undoable, s.Irreversible)
+	}
+	// The notify phase delivered, and the sandbox's receivers got them:
+	// the Slack post and the status page's webhook, and the mails.
+	var slack, hooks int
+	for _, r := range sb.Received() {
+		switch r.Kind {
+		case "slack-webhook", "slack-api":
+			slack++
+		case "webhook":
+			hooks++
+		}
+	}
+	resp, err := http.Get(sb.MailpitURL + "/api/v1/messages")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var mails struct {
+		Total int `json:"total"`
+	}
+	_ = json.NewDecoder(resp.Body).Decode(&mails)
+	resp.Body.Close()
+	if s.Notified == 0 || slack != 1 || hooks != 1 || mails.Total == 0 || s.Notified != slack+hooks+mails.Total {
+		t.Errorf("notifications delivered %d; received: %d Slack, %d webhook, %d mails", s.Notified, slack, hooks, mails.Total)
 	}
 	t.Logf("time to contain: %s", s.Phases[0].Done)
 }
@@ -115,7 +139,7 @@ func TestBreakGlassDrillFailsNamingTheMissingStep(t *testing.T) {
 	if testing.Short() && os.Getenv("CI") != "true" {
 		t.Skip("integration")
 	}
-	code, s, j, xmlText := runDrill(t, "break-glass-stolen")
+	code, s, j, xmlText, _ := runDrill(t, "break-glass-stolen")
 	if code != 1 || s.Passed {
 		t.Errorf("exit %d, passed %v: want 1, failed", code, s.Passed)
 	}
@@ -149,7 +173,7 @@ func TestClusterCompromiseDrill(t *testing.T) {
 	if testing.Short() && os.Getenv("CI") != "true" {
 		t.Skip("integration")
 	}
-	code, s, _, _ := runDrill(t, "cluster-compromise")
+	code, s, _, _, _ := runDrill(t, "cluster-compromise")
 	if code != 0 || !s.Passed {
 		t.Errorf("exit %d, passed %v: %+v", code, s.Passed, s.Cases)
 	}

@@ -64,6 +64,9 @@ type Phase struct {
 	Set   map[string]string `yaml:"set"`
 	// Stdin are --set-stdin params: secrets, never on a command line.
 	Stdin map[string]string `yaml:"stdin"`
+	// AllowExternal sends external notices (--allow-external): on the
+	// sandbox they go to its own receivers.
+	AllowExternal bool `yaml:"allow_external"`
 }
 
 // KnownFailure is a validation check expected to fail on the sandbox.
@@ -255,7 +258,7 @@ func (s *Scenario) Expand(env map[string]string) (*Scenario, error) {
 	}
 	c.Phases = nil
 	for _, p := range s.Phases {
-		c.Phases = append(c.Phases, Phase{Phase: p.Phase, Set: exMap(p.Set), Stdin: exMap(p.Stdin)})
+		c.Phases = append(c.Phases, Phase{Phase: p.Phase, Set: exMap(p.Set), Stdin: exMap(p.Stdin), AllowExternal: p.AllowExternal})
 	}
 	return &c, err
 }
