@@ -60,6 +60,7 @@ Exit 0 only when every check passes and the attacker is locked out; else 1.`,
 				}
 				o := sandbox.Options{BinDir: binDir, Dir: dir, Seed: true, Log: f.io.ErrOut}
 				if err := sandbox.Up(ctx, exe, o, 3*time.Minute); err != nil {
+					os.RemoveAll(dir)
 					return err
 				}
 				if keep {

@@ -86,7 +86,10 @@ func (s *Scenario) Interval() time.Duration {
 	return d
 }
 
-var yamlLine = regexp.MustCompile(`line (\d+): (.*)$`)
+var (
+	yamlLine     = regexp.MustCompile(`line (\d+): (.*)$`)
+	unknownField = regexp.MustCompile(`field (\S+) not found in type \S+`)
+)
 
 // Load parses a scenario strictly: an unknown field or a missing one is a
 // usage error (exit 2) naming file:line.
@@ -159,6 +162,9 @@ func yamlErr(file string, err error) error {
 	var out []string
 	for _, m := range msgs {
 		m = strings.TrimPrefix(m, "yaml: ")
+		if u := unknownField.FindStringSubmatch(m); u != nil {
+			m = strings.Replace(m, u[0], fmt.Sprintf("unknown field %q", u[1]), 1)
+		}
 		if g := yamlLine.FindStringSubmatch(m); g != nil {
 			out = append(out, fmt.Sprintf("%s:%s: %s", file, g[1], g[2]))
 		} else {
