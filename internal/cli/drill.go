@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	"k8s.io/client-go/tools/clientcmd"
 
 	"irctl.dev/irctl/internal/drill"
 	"irctl.dev/irctl/internal/exitcode"
@@ -95,8 +96,12 @@ Exit 0 only when every check passes and the attacker is locked out; else 1.`,
 				code := Run(ctx, append(append([]string{}, base...), args...), IOStreams{In: strings.NewReader(stdin), Out: &out, ErrOut: &errb})
 				return code, out.String(), errb.String()
 			}
+			kube, err := clientcmd.BuildConfigFromFlags("", env["KUBECONFIG"])
+			if err != nil {
+				return exitcode.Wrap(exitcode.Precondition, fmt.Errorf("the sandbox's kubeconfig: %w", err))
+			}
 			score, err := drill.Run(ctx, drill.Options{
-				Scenario: sc, Env: env, Irctl: run, Log: f.io.ErrOut,
+				Scenario: sc, Env: env, Irctl: run, Log: f.io.ErrOut, Kube: kube,
 				Settled: drill.Settled(env["KUBECONFIG"], env["ORCHESTRATOR_URL"]),
 			})
 			if err != nil {

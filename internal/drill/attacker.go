@@ -28,25 +28,27 @@ type attacker struct {
 	done     chan struct{}
 }
 
-func startAttacker(ctx context.Context, baseURL string, a Attacker, creds []Credential, interval time.Duration) *attacker {
+// use is how the attacker uses one credential: the client (the
+// kube-apiserver's needs its CA), the URL and the header.
+type use struct {
+	name, url, header, value string
+	client                   *http.Client
+}
+
+func startAttacker(ctx context.Context, a Attacker, uses []use, interval time.Duration) *attacker {
 	ctx, cancel := context.WithCancel(ctx)
 	at := &attacker{stop: cancel, done: make(chan struct{})}
-	path := a.Path
-	if path == "" {
-		path = "/v1/me"
-	}
 	from := a.From
 	if len(from) == 0 {
 		from = []string{""}
 	}
-	client := &http.Client{Timeout: 2 * time.Second}
 	go func() {
 		defer close(at.done)
 		tick := time.NewTicker(interval)
 		defer tick.Stop()
 		for round := 0; ; round++ {
-			for _, c := range creds {
-				at.try(ctx, client, baseURL+path, c, from[round%len(from)])
+			for _, u := range uses {
+				at.try(ctx, u, from[round%len(from)])
 			}
 			select {
 			case <-ctx.Done():
@@ -58,16 +60,16 @@ func startAttacker(ctx context.Context, baseURL string, a Attacker, creds []Cred
 	return at
 }
 
-func (at *attacker) try(ctx context.Context, client *http.Client, url string, c Credential, from string) {
-	rec := Attempt{Time: time.Now(), Credential: c.Name, From: from}
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+func (at *attacker) try(ctx context.Context, u use, from string) {
+	rec := Attempt{Time: time.Now(), Credential: u.name, From: from}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u.url, nil)
 	if err == nil {
-		req.Header.Set(c.Header, c.Value)
+		req.Header.Set(u.header, u.value)
 		if from != "" {
 			req.Header.Set("X-Forwarded-For", from)
 		}
 		var resp *http.Response
-		if resp, err = client.Do(req); err == nil {
+		if resp, err = u.client.Do(req); err == nil {
 			rec.Status = resp.StatusCode
 			resp.Body.Close()
 		}

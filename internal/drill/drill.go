@@ -9,6 +9,8 @@ import (
 	"strings"
 	"time"
 
+	"k8s.io/client-go/rest"
+
 	"irctl.dev/irctl/internal/clocks"
 	"irctl.dev/irctl/internal/engine"
 	"irctl.dev/irctl/internal/exitcode"
@@ -31,7 +33,10 @@ type Options struct {
 	// rollout gave it, as a load balancer's health check would see; the
 	// attacker's lockout is judged from then on.
 	Settled func(ctx context.Context) error
-	Log     io.Writer
+	// Kube is the sandbox's admin connection: to mint a compromised
+	// ServiceAccount's token and reach kube-apiserver as the attacker.
+	Kube *rest.Config
+	Log  io.Writer
 }
 
 // PhaseRun is one phase's run.
@@ -51,16 +56,16 @@ func Run(ctx context.Context, o Options) (*Score, error) {
 	if err != nil {
 		return nil, err
 	}
-	base := o.Env["ORCHESTRATOR_URL"]
-	if base == "" && len(sc.Attacker.Credentials) > 0 {
-		return nil, exitcode.New(exitcode.Precondition, "the sandbox has no ORCHESTRATOR_URL (was it seeded?): the attacker has nothing to attack")
+	shots, err := uses(ctx, sc.Attacker.Credentials, o.Env["ORCHESTRATOR_URL"], o.Kube)
+	if err != nil {
+		return nil, err
 	}
 	logf := func(format string, args ...any) {
 		if o.Log != nil {
 			fmt.Fprintf(o.Log, format+"\n", args...)
 		}
 	}
-	at := startAttacker(ctx, base, sc.Attacker, sc.Attacker.Credentials, sc.Interval())
+	at := startAttacker(ctx, sc.Attacker, shots, sc.Interval())
 	attacking := true
 	defer func() {
 		if attacking {
@@ -82,7 +87,7 @@ func Run(ctx context.Context, o Options) (*Score, error) {
 	logf("drill %s: incident %s declared; attacker using %d credential(s)", sc.Name, id, len(sc.Attacker.Credentials))
 
 	var runs []PhaseRun
-	var contained time.Time
+	ended := map[string]time.Time{}
 	for _, p := range sc.Phases {
 		args, stdin := phaseArgs(sc, id, p)
 		r := PhaseRun{Phase: p.Phase, Started: time.Now()}
@@ -97,9 +102,7 @@ func Run(ctx context.Context, o Options) (*Score, error) {
 				logf("  the service did not settle after contain: %v", err)
 			}
 		}
-		if p.Phase == "contain" {
-			contained = time.Now()
-		}
+		ended[p.Phase] = time.Now()
 		runs = append(runs, r)
 		if ctx.Err() != nil {
 			return nil, exitcode.Wrap(exitcode.Interrupted, ctx.Err())
@@ -124,7 +127,7 @@ func Run(ctx context.Context, o Options) (*Score, error) {
 	}
 	code, _, errOut = o.Irctl(ctx, []string{"--incident", id, "evidence", "verify"}, "")
 	ev := Evidence{Verified: code == 0, Message: strings.TrimSpace(errOut)}
-	return score(sc, id, runs, contained, attempts, st.Clocks, st.Journal, ev), nil
+	return score(sc, id, runs, ended, attempts, st.Clocks, st.Journal, ev), nil
 }
 
 // phaseArgs is `irctl PHASE --yes -o json -f RUNBOOK --set ... --set-stdin ...`

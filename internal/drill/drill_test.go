@@ -177,8 +177,18 @@ func TestClusterCompromiseDrill(t *testing.T) {
 	if code != 0 || !s.Passed {
 		t.Errorf("exit %d, passed %v: %+v", code, s.Passed, s.Cases)
 	}
-	if len(s.Lockout) != 1 || !s.Lockout[0].LockedOut || s.Lockout[0].AfterContain != 0 {
-		t.Errorf("lockout: %+v", s.Lockout)
+	// The JWT is locked out by contain, the ServiceAccount's token by
+	// eradicate; both got in before.
+	if len(s.Lockout) != 2 {
+		t.Fatalf("lockout: %+v", s.Lockout)
+	}
+	for _, l := range s.Lockout {
+		if !l.LockedOut || l.AfterContain != 0 || l.Successes == 0 || l.Refused == 0 {
+			t.Errorf("%s: %+v", l.Credential, l)
+		}
+	}
+	if s.Lockout[1].JudgedAfter != "eradicate" {
+		t.Errorf("the ServiceAccount token is judged after %s", s.Lockout[1].JudgedAfter)
 	}
 	// The Prometheus check is the one known failure; the rest pass.
 	if s.Checks.Known != 1 || s.Checks.Passed != s.Checks.Total-1 || !s.Evidence.Verified {

@@ -16,13 +16,13 @@ func (s *Score) WriteText(w io.Writer) {
 	}
 	fmt.Fprintf(w, "drill %s (runbook %s, incident %s): %s\n\n", s.Scenario, s.Runbook, s.Incident, verdict)
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "CREDENTIAL\tATTEMPTS\tGOT IN\tLAST IN (AFTER DECLARE)\tIN AFTER CONTAIN\tLOCKED OUT")
+	fmt.Fprintln(tw, "CREDENTIAL\tATTEMPTS\tGOT IN\tLAST IN (AFTER DECLARE)\tIN AFTER ITS PHASE\tLOCKED OUT")
 	for _, l := range s.Lockout {
 		last := "never"
 		if l.LastSuccess != nil {
 			last = l.LastSuccess.String()
 		}
-		fmt.Fprintf(tw, "%s\t%d\t%d\t%s\t%d\t%v\n", l.Credential, l.Attempts, l.Successes, last, l.AfterContain, l.LockedOut)
+		fmt.Fprintf(tw, "%s\t%d\t%d\t%s\t%d (%s)\t%v\n", l.Credential, l.Attempts, l.Successes, last, l.AfterContain, l.JudgedAfter, l.LockedOut)
 	}
 	tw.Flush()
 	fmt.Fprintln(w)

@@ -54,8 +54,18 @@ type Credential struct {
 	Header string `yaml:"header"`
 	Value  string `yaml:"value"`
 	// StoppedBy is PHASE/STEP: the step whose run must lock it out. The
-	// score names it when the attacker is not locked out.
+	// score names it when the attacker is not locked out, and judges the
+	// lockout from the end of that phase.
 	StoppedBy string `yaml:"stopped_by"`
+	// Target is what it is used against: orchestrator (the API stand-in,
+	// the default) or kube-apiserver.
+	Target string `yaml:"target"`
+	// Path is the request's path (default /v1/me on the orchestrator).
+	Path string `yaml:"path"`
+	// ServiceAccount is NAMESPACE/NAME of a compromised ServiceAccount:
+	// the drill mints a token for it (TokenRequest), the one the attacker
+	// stole, and sends it as a bearer token; no value then.
+	ServiceAccount string `yaml:"service_account"`
 }
 
 // Phase is one phase run as `irctl PHASE --yes` with its inputs.
@@ -74,6 +84,12 @@ type KnownFailure struct {
 	Check  string `yaml:"check"`
 	Reason string `yaml:"reason"`
 }
+
+// Targets of the attacker's requests.
+const (
+	TargetOrchestrator = "orchestrator"
+	TargetKube         = "kube-apiserver"
+)
 
 var phaseNames = map[string]bool{"contain": true, "assess": true, "preserve": true, "eradicate": true, "recover": true, "validate": true, "notify": true}
 
@@ -140,8 +156,18 @@ func Load(file string, data []byte) (*Scenario, error) {
 	credsNode := child(child(top, "attacker"), "credentials")
 	for i, c := range s.Attacker.Credentials {
 		l := item(credsNode, i)
-		if c.Name == "" || c.Header == "" || c.Value == "" {
-			add(l, "attacker.credentials[%d]: name, header and value are required", i)
+		switch {
+		case c.Name == "":
+			add(l, "attacker.credentials[%d]: name is required", i)
+		case c.ServiceAccount != "":
+			if ns, n, ok := strings.Cut(c.ServiceAccount, "/"); !ok || ns == "" || n == "" || c.Value != "" || c.Header != "" {
+				add(l, "attacker.credentials[%d]: service_account is NAMESPACE/NAME, without header or value (the drill mints the token)", i)
+			}
+		case c.Header == "" || c.Value == "":
+			add(l, "attacker.credentials[%d]: header and value (or service_account) are required", i)
+		}
+		if c.Target != "" && c.Target != TargetOrchestrator && c.Target != TargetKube {
+			add(l, "attacker.credentials[%d]: target is %q, want %s or %s", i, c.Target, TargetOrchestrator, TargetKube)
 		}
 		if ph, st, ok := strings.Cut(c.StoppedBy, "/"); !ok || !phaseNames[ph] || st == "" {
 			add(l, "attacker.credentials[%d]: stopped_by is %q, want PHASE/STEP", i, c.StoppedBy)

@@ -42,11 +42,13 @@ type Lockout struct {
 	// LastSuccess is from the declaration to the last request that got in
 	// (negative: before the declaration; empty: none did).
 	LastSuccess *time.Duration `json:"last_success_after_declare,omitempty"`
-	// AfterContain counts requests that got in after contain finished
-	// (goal 0); Refused those refused then.
-	AfterContain int  `json:"successes_after_contain"`
-	Refused      int  `json:"refused_after_contain"`
-	LockedOut    bool `json:"locked_out"`
+	// JudgedAfter is the phase of StoppedBy: AfterContain counts requests
+	// that got in after it finished (goal 0; after contain for the API
+	// credentials), Refused those refused then.
+	JudgedAfter  string `json:"judged_after"`
+	AfterContain int    `json:"successes_after_phase"`
+	Refused      int    `json:"refused_after_contain"`
+	LockedOut    bool   `json:"locked_out"`
 }
 
 // PhaseScore is a phase's time against its window.
@@ -82,8 +84,8 @@ type Case struct {
 	Duration time.Duration `json:"duration"`
 }
 
-func score(sc *Scenario, id string, runs []PhaseRun, contained time.Time, attempts []Attempt, clk *clocks.Clocks, journal []incident.Record, ev Evidence) *Score {
-	s := &Score{Scenario: sc.Name, Runbook: sc.Runbook, Incident: id, ContainedAt: contained, Evidence: ev, Known: sc.KnownFailures}
+func score(sc *Scenario, id string, runs []PhaseRun, ended map[string]time.Time, attempts []Attempt, clk *clocks.Clocks, journal []incident.Record, ev Evidence) *Score {
+	s := &Score{Scenario: sc.Name, Runbook: sc.Runbook, Incident: id, ContainedAt: ended["contain"], Evidence: ev, Known: sc.KnownFailures}
 	if clk != nil {
 		s.DeclaredAt = clk.DeclaredAt
 	}
@@ -101,13 +103,15 @@ func score(sc *Scenario, id string, runs []PhaseRun, contained time.Time, attemp
 	}
 
 	for _, c := range sc.Attacker.Credentials {
-		l := Lockout{Credential: c.Name, StoppedBy: c.StoppedBy}
+		phase, step, _ := strings.Cut(c.StoppedBy, "/")
+		stopped := ended[phase]
+		l := Lockout{Credential: c.Name, StoppedBy: c.StoppedBy, JudgedAfter: phase}
 		for _, a := range attempts {
 			if a.Credential != c.Name {
 				continue
 			}
 			l.Attempts++
-			after := !contained.IsZero() && a.Time.After(contained)
+			after := !stopped.IsZero() && a.Time.After(stopped)
 			if a.OK() {
 				l.Successes++
 				d := a.Time.Sub(s.DeclaredAt).Round(time.Millisecond)
@@ -119,20 +123,20 @@ func score(sc *Scenario, id string, runs []PhaseRun, contained time.Time, attemp
 				l.Refused++
 			}
 		}
-		l.LockedOut = !contained.IsZero() && l.AfterContain == 0 && l.Refused > 0
+		l.LockedOut = !stopped.IsZero() && l.AfterContain == 0 && l.Refused > 0
 		s.Lockout = append(s.Lockout, l)
 		cs := Case{Group: "lockout", Name: c.Name, Result: "pass"}
 		if !l.LockedOut {
 			cs.Result = "fail"
 			why := fmt.Sprintf("step %s should lock it out", c.StoppedBy)
-			if ph, st, _ := strings.Cut(c.StoppedBy, "/"); !steps[c.StoppedBy] {
-				why = fmt.Sprintf("runbook %s has no step %s in phase %s to lock it out: add it", sc.Runbook, st, ph)
+			if !steps[c.StoppedBy] {
+				why = fmt.Sprintf("runbook %s has no step %s in phase %s to lock it out: add it", sc.Runbook, step, phase)
 			}
 			switch {
-			case contained.IsZero():
-				cs.Message = "expected the contain phase to run; it did not"
+			case stopped.IsZero():
+				cs.Message = fmt.Sprintf("expected the %s phase to run and lock it out; the scenario does not run it", phase)
 			default:
-				cs.Message = fmt.Sprintf("expected 0 successful requests after contain finished, saw %d of %d (%d refused): %s", l.AfterContain, l.AfterContain+l.Refused, l.Refused, why)
+				cs.Message = fmt.Sprintf("expected 0 successful requests after %s finished, saw %d of %d (%d refused): %s", phase, l.AfterContain, l.AfterContain+l.Refused, l.Refused, why)
 			}
 		}
 		add(cs)
