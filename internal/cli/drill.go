@@ -36,7 +36,8 @@ delivered; steps failed or partial. --junit writes the score as JUnit XML
 (one test case per credential, phase, step and check).
 
 A sandbox the drill started is torn down afterwards unless --keep; one given
-with --sandbox-dir is left running (the runbook changed it for good).
+with --sandbox-dir is left running (the runbook changed it for good). The
+incident's journal and evidence stay in --state-dir (default ./incidents).
 Exit 0 only when every check passes and the attacker is locked out; else 1.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -86,11 +87,9 @@ Exit 0 only when every check passes and the attacker is locked out; else 1.`,
 					return err
 				}
 			}
-			stateDir := f.stateDir
-			if stateDir == "" {
-				stateDir = filepath.Join(dir, "incidents")
-			}
-			base := []string{"--kubeconfig", env["KUBECONFIG"], "--database-url", env["IRCTL_DATABASE_URL"], "--state-dir", stateDir}
+			// The incident (journal, evidence) goes where every command
+			// puts it, and outlives the sandbox for review.
+			base := []string{"--kubeconfig", env["KUBECONFIG"], "--database-url", env["IRCTL_DATABASE_URL"], "--state-dir", f.stateDir}
 			run := func(ctx context.Context, args []string, stdin string) (int, string, string) {
 				var out, errb bytes.Buffer
 				code := Run(ctx, append(append([]string{}, base...), args...), IOStreams{In: strings.NewReader(stdin), Out: &out, ErrOut: &errb})
