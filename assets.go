@@ -28,3 +28,8 @@ func RunbookDir() fs.FS {
 //
 //go:embed testdata/sandbox
 var SandboxSeed embed.FS
+
+// Scenarios holds testdata/scenarios: the drills `irctl drill` runs.
+//
+//go:embed testdata/scenarios
+var Scenarios embed.FS

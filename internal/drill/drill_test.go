@@ -1,0 +1,197 @@
+package drill_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"encoding/xml"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"irctl.dev/irctl/internal/cli"
+	"irctl.dev/irctl/internal/drill"
+	"irctl.dev/irctl/internal/sandbox"
+	"irctl.dev/irctl/internal/sandbox/sandboxtest"
+)
+
+// runDrill runs `irctl drill` on a sandbox of its own (the runbook changes
+// the platform for good) and returns the exit code, the score and the
+// JUnit report.
+func runDrill(t *testing.T, scenario string) (int, drill.Score, drill.JUnit, string, *sandbox.Sandbox) {
+	t.Helper()
+	bin := sandboxtest.RequireBins(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	dir := t.TempDir()
+	sb, err := sandbox.Start(ctx, sandbox.Options{BinDir: bin, Dir: dir, Seed: true})
+	if err != nil {
+		t.Fatalf("integration: starting the sandbox: %v", err)
+	}
+	t.Cleanup(func() { _ = sb.Stop() })
+	junit := filepath.Join(t.TempDir(), "drill.xml")
+	var out, errb bytes.Buffer
+	code := cli.Run(ctx, []string{"--state-dir", t.TempDir(), "drill", "--sandbox-dir", dir, "--scenario", scenario, "-o", "json", "--junit", junit},
+		cli.IOStreams{In: strings.NewReader(""), Out: &out, ErrOut: &errb})
+	t.Logf("irctl drill --scenario %s: exit %d\n%s", scenario, code, errb.String())
+	var s drill.Score
+	if err := json.Unmarshal(out.Bytes(), &s); err != nil {
+		t.Fatalf("the score is not JSON: %v\n%s", err, out.String())
+	}
+	data, err := os.ReadFile(junit)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var j drill.JUnit
+	if err := xml.Unmarshal(data, &j); err != nil {
+		t.Fatalf("the JUnit file does not parse: %v\n%s", err, data)
+	}
+	// The JUnit shape: counts agree with the cases, every case named.
+	n, failed := 0, 0
+	for _, su := range j.Suites {
+		if su.Name == "" || su.Tests != len(su.Cases) {
+			t.Errorf("suite %q: tests=%d, %d cases", su.Name, su.Tests, len(su.Cases))
+		}
+		for _, c := range su.Cases {
+			n++
+			if c.Name == "" || c.Classname == "" || c.Time == "" {
+				t.Errorf("case without name, classname or time: %+v", c)
+			}
+			if c.Failure != nil {
+				failed++
+				if c.Failure.Message == "" {
+					t.Errorf("case %s fails with no message", c.Name)
+				}
+			}
+		}
+	}
+	if n != j.Tests || n != len(s.Cases) || failed != j.Failures {
+		t.Errorf("JUnit counts: %d cases, tests=%d failures=%d (%d failing), the score has %d cases", n, j.Tests, j.Failures, failed, len(s.Cases))
+	}
+	for _, secret := range []string{sb.AttackerAPIKey, sb.AttackerJWT, "drill-llm-provider-key"} {
+		if strings.Contains(out.String()+errb.String()+string(data), secret) {
+			t.Fatal("a secret is in the drill's output")
+		}
+	}
+	return code, s, j, string(data), sb
+}
+
+func TestLeakedAPIKeysDrillLocksTheAttackerOut(t *testing.T) {
+	if testing.Short() && os.Getenv("CI") != "true" {
+		t.Skip("integration")
+	}
+	code, s, j, _, sb := runDrill(t, "leaked-api-keys")
+	if code != 0 || !s.Passed || j.Failures != 0 {
+		t.Errorf("exit %d, passed %v, %d JUnit failures: %+v", code, s.Passed, j.Failures, s.Cases)
+	}
+	if len(s.Lockout) != 2 {
+		t.Fatalf("lockout: %+v", s.Lockout)
+	}
+	for _, l := range s.Lockout {
+		// The attacker got in before containment and never after it.
+		if !l.LockedOut || l.AfterContain != 0 || l.Successes == 0 || l.Refused == 0 || l.LastSuccess == nil {
+			t.Errorf("%s: %+v", l.Credential, l)
+		}
+	}
+	// no-attacker-request-accepted is the scenario's known failure when
+	// the JWT got in during the rollout (see the scenario file).
+	if s.Checks.Total != 6 || s.Checks.Passed+s.Checks.Known != 6 || s.Checks.Passed < 5 || !s.Evidence.Verified || s.StepsFailed != 0 {
+		t.Errorf("checks %+v, evidence %+v, steps failed %d", s.Checks, s.Evidence, s.StepsFailed)
+	}
+	if len(s.Phases) != 7 || s.Phases[0].Phase != "contain" || s.Phases[0].Window != time.Hour || !s.Phases[0].InWindow {
+		t.Errorf("phases: %+v", s.Phases)
+	}
+	// contain revokes keys (irreversible by design) and labels, isolates
+	// and restarts (undoable): both kinds are counted.
+	if s.Undoable == 0 || s.Irreversible == 0 {
+		t.Errorf("changes undoable %d, irreversible %d", s.Undoable, s.Irreversible)
+	}
+	// The notify phase delivered, and the sandbox's receivers got them:
+	// the Slack post and the status page's webhook, and the mails.
+	var slack, hooks int
+	for _, r := range sb.Received() {
+		switch r.Kind {
+		case "slack-webhook", "slack-api":
+			slack++
+		case "webhook":
+			hooks++
+		}
+	}
+	resp, err := http.Get(sb.MailpitURL + "/api/v1/messages")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var mails struct {
+		Total int `json:"total"`
+	}
+	_ = json.NewDecoder(resp.Body).Decode(&mails)
+	resp.Body.Close()
+	if s.Notified == 0 || slack != 1 || hooks != 1 || mails.Total == 0 || s.Notified != slack+hooks+mails.Total {
+		t.Errorf("notifications delivered %d; received: %d Slack, %d webhook, %d mails", s.Notified, slack, hooks, mails.Total)
+	}
+	t.Logf("time to contain: %s", s.Phases[0].Done)
+}
+
+func TestBreakGlassDrillFailsNamingTheMissingStep(t *testing.T) {
+	if testing.Short() && os.Getenv("CI") != "true" {
+		t.Skip("integration")
+	}
+	code, s, j, xmlText, _ := runDrill(t, "break-glass-stolen")
+	if code != 1 || s.Passed {
+		t.Errorf("exit %d, passed %v: want 1, failed", code, s.Passed)
+	}
+	var bg *drill.Lockout
+	for i, l := range s.Lockout {
+		if l.Credential == "break-glass-key" {
+			bg = &s.Lockout[i]
+		} else if !l.LockedOut {
+			t.Errorf("%s is not locked out: %+v", l.Credential, l)
+		}
+	}
+	if bg == nil || bg.LockedOut || bg.AfterContain == 0 {
+		t.Fatalf("the stolen break-glass key: %+v", bg)
+	}
+	const missing = "runbook security-incident has no step rotate-break-glass-keys in phase contain"
+	if !strings.Contains(xmlText, missing) {
+		t.Errorf("the JUnit file does not name the missing step (%q)", missing)
+	}
+	// The rest of the runbook did its job: no step but validate's failed.
+	for _, c := range s.Cases {
+		if c.Result == "fail" && c.Group == "step" && !strings.HasPrefix(c.Name, "validate/") {
+			t.Errorf("%s failed: %s", c.Name, c.Message)
+		}
+	}
+	if j.Failures == 0 {
+		t.Error("no JUnit failure")
+	}
+}
+
+func TestClusterCompromiseDrill(t *testing.T) {
+	if testing.Short() && os.Getenv("CI") != "true" {
+		t.Skip("integration")
+	}
+	code, s, _, _, _ := runDrill(t, "cluster-compromise")
+	if code != 0 || !s.Passed {
+		t.Errorf("exit %d, passed %v: %+v", code, s.Passed, s.Cases)
+	}
+	// The JWT is locked out by contain, the ServiceAccount's token by
+	// eradicate; both got in before.
+	if len(s.Lockout) != 2 {
+		t.Fatalf("lockout: %+v", s.Lockout)
+	}
+	for _, l := range s.Lockout {
+		if !l.LockedOut || l.AfterContain != 0 || l.Successes == 0 || l.Refused == 0 {
+			t.Errorf("%s: %+v", l.Credential, l)
+		}
+	}
+	if s.Lockout[1].JudgedAfter != "eradicate" {
+		t.Errorf("the ServiceAccount token is judged after %s", s.Lockout[1].JudgedAfter)
+	}
+	// The Prometheus check is the one known failure; the rest pass.
+	if s.Checks.Known != 1 || s.Checks.Passed != s.Checks.Total-1 || !s.Evidence.Verified {
+		t.Errorf("checks %+v, evidence %+v", s.Checks, s.Evidence)
+	}
+}
