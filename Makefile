@@ -103,8 +103,8 @@ drill: build sandbox-bins ## bring up the sandbox, run the incident (contain to 
 	echo drill-llm-provider-key | $(BIN)/irctl eradicate --yes --set-stdin new_llm_key; \
 	echo; echo "== irctl recover --yes (watching the logs for 10s)"; \
 	$(BIN)/irctl recover --yes --set api_url=$$ORCHESTRATOR_URL --set monitor_for=10s; \
-	echo; echo "== irctl notify --yes (Slack and email to the sandbox's receiver and Mailpit; external notices have no recipients in a drill)"; \
-	$(BIN)/irctl notify --yes --set smtp_host=$$MAILPIT_SMTP_HOST --set smtp_port=$$MAILPIT_SMTP_PORT --set smtp_tls=none; \
+	echo; echo "== irctl notify --yes --allow-external (Slack, email and the status page go to the sandbox's receiver and Mailpit)"; \
+	$(BIN)/irctl notify --yes --allow-external --set smtp_host=$$MAILPIT_SMTP_HOST --set smtp_port=$$MAILPIT_SMTP_PORT --set smtp_tls=none; \
 	echo; echo "== irctl validate (the attacker's leaked key and stolen JWT, from the sandbox's env)"; \
 	printf '%s\n%s\n' "$$ATTACKER_API_KEY" "$$ATTACKER_JWT" | $(BIN)/irctl validate --set api_url=$$ORCHESTRATOR_URL --set-stdin leaked_api_key --set-stdin stolen_jwt; \
 	echo; echo "== irctl evidence verify"; \
