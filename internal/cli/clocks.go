@@ -145,11 +145,7 @@ success; the runbook is the incident's last run's), saying which steps are not; 
 why. Closing a closed incident changes nothing.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			inc, err := f.openIncident()
-			if err != nil {
-				return err
-			}
-			recs, err := incident.ReadJournal(inc.JournalPath())
+			inc, recs, err := f.incidentJournal()
 			if err != nil {
 				return err
 			}

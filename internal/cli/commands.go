@@ -345,11 +345,7 @@ The windows and escalations come from the runbook the incident's last run
 used, with its --set values (the default runbook before any run).`,
 		Args: cobra.NoArgs,
 		RunE: func(*cobra.Command, []string) error {
-			inc, err := f.openIncident()
-			if err != nil {
-				return err
-			}
-			recs, err := incident.ReadJournal(inc.JournalPath())
+			inc, recs, err := f.incidentJournal()
 			if err != nil {
 				return err
 			}

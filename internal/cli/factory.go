@@ -257,6 +257,17 @@ func (f *factory) loadRunbook(name string) (*runbook.Runbook, error) {
 	return rb, nil
 }
 
+// incidentJournal opens the incident named by --incident and reads its
+// journal.
+func (f *factory) incidentJournal() (*incident.Incident, []incident.Record, error) {
+	inc, err := f.openIncident()
+	if err != nil {
+		return nil, nil, err
+	}
+	recs, err := incident.ReadJournal(inc.JournalPath())
+	return inc, recs, err
+}
+
 // openIncident opens the incident named by --incident / IRCTL_INCIDENT.
 func (f *factory) openIncident() (*incident.Incident, error) {
 	if f.incidentID == "" {

@@ -63,11 +63,7 @@ operator's words: known secrets are redacted before they are journaled.`,
 		Short: "List the incident's notes",
 		Args:  cobra.NoArgs,
 		RunE: func(*cobra.Command, []string) error {
-			inc, err := f.openIncident()
-			if err != nil {
-				return err
-			}
-			recs, err := incident.ReadJournal(inc.JournalPath())
+			_, recs, err := f.incidentJournal()
 			if err != nil {
 				return err
 			}
@@ -129,11 +125,7 @@ from which the status (Declared, Contained, Eradicated, Recovered) follows;
 by default it is the one the incident's last run used.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			inc, err := f.openIncident()
-			if err != nil {
-				return err
-			}
-			recs, err := incident.ReadJournal(inc.JournalPath())
+			inc, recs, err := f.incidentJournal()
 			if err != nil {
 				return err
 			}

@@ -11,7 +11,6 @@ import (
 	"irctl.dev/irctl/internal/action"
 	"irctl.dev/irctl/internal/engine"
 	"irctl.dev/irctl/internal/exitcode"
-	"irctl.dev/irctl/internal/incident"
 )
 
 func newResumeCmd(f *factory) *cobra.Command {
@@ -32,11 +31,7 @@ not kept in the journal: pass them again with --set or --set-stdin. Other
 --set values override the recorded ones.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			inc, err := f.openIncident()
-			if err != nil {
-				return err
-			}
-			recs, err := incident.ReadJournal(inc.JournalPath())
+			inc, recs, err := f.incidentJournal()
 			if err != nil {
 				return err
 			}
