@@ -300,11 +300,7 @@ var errReplacedObject = errors.New("not the object irctl applied (its UID change
 // Namespace the apply created is left: deleting it would delete
 // everything put in it since.
 func (Apply) Undo(ctx context.Context, env *action.Env, raw json.RawMessage) (*action.Result, error) {
-	var u applyUndo
-	if err := json.Unmarshal(raw, &u); err != nil {
-		return nil, fmt.Errorf("undo record: %w", err)
-	}
-	c, err := env.Kube()
+	u, c, err := undoRecord[applyUndo](env, raw)
 	if err != nil {
 		return nil, err
 	}

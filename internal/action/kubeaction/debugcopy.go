@@ -368,11 +368,7 @@ func recordCopy(store *evidence.Store, c *kube.Clients, orig, cp *corev1.Pod) er
 // Undo deletes the copies a run created (a UID precondition spares a pod
 // recreated under the same name); a copy already gone counts as done.
 func (DebugCopy) Undo(ctx context.Context, env *action.Env, raw json.RawMessage) (*action.Result, error) {
-	var u copyUndo
-	if err := json.Unmarshal(raw, &u); err != nil {
-		return nil, fmt.Errorf("undo record: %w", err)
-	}
-	c, err := env.Kube()
+	u, c, err := undoRecord[copyUndo](env, raw)
 	if err != nil {
 		return nil, err
 	}

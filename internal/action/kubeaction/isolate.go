@@ -403,11 +403,7 @@ var errReplaced = errors.New("not the object irctl applied (its UID changed)")
 // Either way it acts only on the object irctl applied (same UID): a policy
 // deleted and recreated since is somebody else's.
 func (Isolate) Undo(ctx context.Context, env *action.Env, raw json.RawMessage) (*action.Result, error) {
-	var u isolateUndo
-	if err := json.Unmarshal(raw, &u); err != nil {
-		return nil, fmt.Errorf("undo record: %w", err)
-	}
-	c, err := env.Kube()
+	u, c, err := undoRecord[isolateUndo](env, raw)
 	if err != nil {
 		return nil, err
 	}

@@ -440,11 +440,7 @@ func (Label) Apply(ctx context.Context, env *action.Env, p runbook.Params, plan 
 // change. Labels a detach removed bring the pod back into its ReplicaSet,
 // which then deletes the pods it has too many of.
 func (Label) Undo(ctx context.Context, env *action.Env, raw json.RawMessage) (*action.Result, error) {
-	var u labelUndo
-	if err := json.Unmarshal(raw, &u); err != nil {
-		return nil, fmt.Errorf("undo record: %w", err)
-	}
-	c, err := env.Kube()
+	u, c, err := undoRecord[labelUndo](env, raw)
 	if err != nil {
 		return nil, err
 	}

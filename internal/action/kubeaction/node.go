@@ -175,11 +175,7 @@ type nodeUndo struct {
 
 // uncordon is the undo of cordon and drain.
 func uncordon(ctx context.Context, env *action.Env, raw json.RawMessage) (*action.Result, error) {
-	var u nodeUndo
-	if err := json.Unmarshal(raw, &u); err != nil {
-		return nil, fmt.Errorf("undo record: %w", err)
-	}
-	c, err := env.Kube()
+	u, c, err := undoRecord[nodeUndo](env, raw)
 	if err != nil {
 		return nil, err
 	}

@@ -434,11 +434,7 @@ func recreateSA(ctx context.Context, c *kube.Clients, sa *corev1.ServiceAccount,
 }
 
 func (RevokeIdentity) Undo(ctx context.Context, env *action.Env, raw json.RawMessage) (*action.Result, error) {
-	var u revokeUndo
-	if err := json.Unmarshal(raw, &u); err != nil {
-		return nil, fmt.Errorf("undo record: %w", err)
-	}
-	c, err := env.Kube()
+	u, c, err := undoRecord[revokeUndo](env, raw)
 	if err != nil {
 		return nil, err
 	}

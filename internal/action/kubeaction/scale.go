@@ -176,11 +176,7 @@ func (Scale) Apply(ctx context.Context, env *action.Env, p runbook.Params, _ *ac
 // Undo scales back to the previous count, unless somebody has scaled the
 // workload since (their count is kept), and waits.
 func (Scale) Undo(ctx context.Context, env *action.Env, raw json.RawMessage) (*action.Result, error) {
-	var u scaleUndo
-	if err := json.Unmarshal(raw, &u); err != nil {
-		return nil, fmt.Errorf("undo record: %w", err)
-	}
-	c, err := env.Kube()
+	u, c, err := undoRecord[scaleUndo](env, raw)
 	if err != nil {
 		return nil, err
 	}

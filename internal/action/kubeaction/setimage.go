@@ -191,11 +191,7 @@ func (SetImage) Apply(ctx context.Context, env *action.Env, p runbook.Params, _ 
 // image irctl set (a later change is somebody's decision and is kept),
 // and waits for the rollout.
 func (SetImage) Undo(ctx context.Context, env *action.Env, raw json.RawMessage) (*action.Result, error) {
-	var u imageUndo
-	if err := json.Unmarshal(raw, &u); err != nil {
-		return nil, fmt.Errorf("undo record: %w", err)
-	}
-	c, err := env.Kube()
+	u, c, err := undoRecord[imageUndo](env, raw)
 	if err != nil {
 		return nil, err
 	}

@@ -278,3 +278,14 @@ func keys(m map[string]string) []string {
 	sort.Strings(out)
 	return out
 }
+
+// undoRecord decodes an action's undo record and opens the clients that
+// reverse it: the start of every Undo here.
+func undoRecord[T any](env *action.Env, raw json.RawMessage) (T, *kube.Clients, error) {
+	var u T
+	if err := json.Unmarshal(raw, &u); err != nil {
+		return u, nil, fmt.Errorf("undo record: %w", err)
+	}
+	c, err := env.Kube()
+	return u, c, err
+}
