@@ -36,6 +36,7 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
@@ -57,8 +58,15 @@ const (
 	AttackerUserID int64 = 13
 )
 
-// orchestratorPoll is how often the stand-in looks at the Deployment.
-const orchestratorPoll = 200 * time.Millisecond
+// The stand-in follows the Deployment with a watch, so a completed rollout
+// goes live as soon as the API server says so (as a Service stops routing
+// to the old pods then), not up to a poll interval later; orchestratorPoll
+// paces the first load and retries, and orchestratorResync re-reads it in
+// case a watch event was missed.
+const (
+	orchestratorPoll   = 200 * time.Millisecond
+	orchestratorResync = 5 * time.Second
+)
 
 // orchestratorConfig is what the running pods were started with.
 type orchestratorConfig struct {
@@ -122,18 +130,43 @@ func startOrchestratorAPI(ctx context.Context, cfg *rest.Config, pgPort int, req
 	o.cancel = cancel
 	go func() {
 		defer close(o.done)
-		tick := time.NewTicker(orchestratorPoll)
-		defer tick.Stop()
-		for {
-			select {
-			case <-loopCtx.Done():
-				return
-			case <-tick.C:
-				o.sync(loopCtx)
-			}
-		}
+		o.follow(loopCtx)
 	}()
 	return o, nil
+}
+
+// follow syncs on every watch event of the Deployment, re-watching when
+// the watch ends (the API server closes watches every few minutes).
+func (o *orchestratorAPI) follow(ctx context.Context) {
+	for ctx.Err() == nil {
+		w, err := o.cs.AppsV1().Deployments(DemoNamespace).Watch(ctx, metav1.ListOptions{
+			FieldSelector: fields.OneTermEqualSelector("metadata.name", OrchestratorDeployment).String(),
+		})
+		if err != nil {
+			o.setErr(err)
+			select {
+			case <-ctx.Done():
+			case <-time.After(orchestratorPoll):
+			}
+			continue
+		}
+		o.sync(ctx) // what changed before the watch started
+		resync := time.NewTicker(orchestratorResync)
+		for open := true; open; {
+			select {
+			case <-ctx.Done():
+				open = false
+			case _, open = <-w.ResultChan():
+				if open {
+					o.sync(ctx)
+				}
+			case <-resync.C:
+				o.sync(ctx)
+			}
+		}
+		resync.Stop()
+		w.Stop()
+	}
 }
 
 // stop ends the watch loop and the server, and closes the database pool.
