@@ -96,9 +96,10 @@ func TestLeakedAPIKeysDrillLocksTheAttackerOut(t *testing.T) {
 			t.Errorf("%s: %+v", l.Credential, l)
 		}
 	}
-	// no-attacker-request-accepted is the scenario's known failure when
-	// the JWT got in during the rollout (see the scenario file).
-	if s.Checks.Total != 6 || s.Checks.Passed+s.Checks.Known != 6 || s.Checks.Passed < 5 || !s.Evidence.Verified || s.StepsFailed != 0 {
+	// Every check passes, no-attacker-request-accepted included: it
+	// counts from the end of containment, and the attacker's JWT requests
+	// during the rollout show in the lockout times above instead.
+	if s.Checks.Total != 6 || s.Checks.Passed != 6 || s.Checks.Known != 0 || !s.Evidence.Verified || s.StepsFailed != 0 {
 		t.Errorf("checks %+v, evidence %+v, steps failed %d", s.Checks, s.Evidence, s.StepsFailed)
 	}
 	if len(s.Phases) != 7 || s.Phases[0].Phase != "contain" || s.Phases[0].Window != time.Hour || !s.Phases[0].InWindow {

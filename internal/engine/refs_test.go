@@ -246,3 +246,56 @@ func TestParamsFromResultsArePinnedForResume(t *testing.T) {
 		t.Errorf("the inputs record says %q", said)
 	}
 }
+
+// _finished_at is when the step last finished successfully; a rerun that
+// has nothing to do does not move it.
+func TestParamFromFinishedAt(t *testing.T) {
+	const doc = `apiVersion: irctl/v1
+kind: Runbook
+name: refs
+params:
+  at:
+    type: strings
+    from: {step: assess/accounts, column: _finished_at}
+phases:
+  assess:
+    - name: accounts
+      action: test.query
+      with: {name: accounts}
+  eradicate:
+    - name: use
+      action: test.query
+      with: {name: "used-{{ len .at }}"}
+`
+	r := newRefsRig(t, "{\"user_id\":7}\n", doc)
+	before := time.Now()
+	if _, err := r.eng.RunPhase(context.Background(), "assess"); err != nil {
+		t.Fatal(err)
+	}
+	rb, err := r.load(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	vals, _ := rb.Values["at"].([]string)
+	if len(vals) != 1 {
+		t.Fatalf("_finished_at gave %v, want one time (%+v)", rb.Values["at"], rb.Origins["at"])
+	}
+	at, err := time.Parse(time.RFC3339Nano, vals[0])
+	if err != nil || at.Before(before.Add(-time.Second)) || at.After(time.Now()) {
+		t.Fatalf("_finished_at %q (%v): not the time assess ran", vals[0], err)
+	}
+	if !strings.Contains(rb.Origins["at"].Source, "it finished") {
+		t.Fatalf("origin %+v", rb.Origins["at"])
+	}
+	// A rerun that has nothing to do keeps the first finish.
+	if _, err := r.eng.Journal.Append(incident.Record{Kind: incident.KindNoop, Phase: "assess", Step: "accounts", Plan: "already done"}); err != nil {
+		t.Fatal(err)
+	}
+	rb2, err := r.load(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := rb2.Values["at"].([]string); len(got) != 1 || got[0] != vals[0] {
+		t.Fatalf("a noop rerun moved _finished_at from %s to %v", vals[0], got)
+	}
+}

@@ -15,7 +15,9 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"time"
 
+	"irctl.dev/irctl/internal/action"
 	"irctl.dev/irctl/internal/evidence"
 	"irctl.dev/irctl/internal/incident"
 	"irctl.dev/irctl/internal/runbook"
@@ -37,6 +39,9 @@ func (r JournalResults) Column(phase, step, column string) ([]string, string, er
 	}
 	// The step's last intent and, after it, its outcome; a later noop
 	// (nothing to run) means the step has no result now.
+	if column == runbook.FinishedAtColumn {
+		return finishedAt(recs, phase, step)
+	}
 	intent, outcome := -1, -1
 	var last *incident.Record
 	for i := range recs {
@@ -100,6 +105,39 @@ func (r JournalResults) Column(phase, step, column string) ([]string, string, er
 		}
 	}
 	return vals, fmt.Sprintf("journal record %d, evidence %s", recs[outcome].Seq, strings.Join(items, ", ")), nil
+}
+
+// finishedAt is the time the step's last successful run finished (its
+// outcome), or, when it only ever had nothing to do, when it found that
+// out. A later rerun that has nothing to do (a restart already done) does
+// not move it: the change took effect at the first time.
+func finishedAt(recs []incident.Record, phase, step string) ([]string, string, error) {
+	var done, noop *incident.Record
+	pending := false
+	for i := range recs {
+		rec := &recs[i]
+		if rec.Phase != phase || rec.Step != step || (rec.DryRun != "" && rec.DryRun != string(action.DryRunNone)) {
+			continue
+		}
+		switch rec.Kind {
+		case incident.KindIntent:
+			pending = true
+		case incident.KindOutcome:
+			if pending && rec.Error == "" {
+				done = rec
+			}
+			pending = false
+		case incident.KindNoop:
+			noop = rec
+		}
+	}
+	switch {
+	case done != nil:
+		return []string{done.Time.UTC().Format(time.RFC3339Nano)}, fmt.Sprintf("journal record %d: it finished", done.Seq), nil
+	case noop != nil:
+		return []string{noop.Time.UTC().Format(time.RFC3339Nano)}, fmt.Sprintf("journal record %d: it had nothing to do (%s)", noop.Seq, noop.Plan), nil
+	}
+	return nil, "", fmt.Errorf("%w (it has not finished successfully)", runbook.ErrNoResult)
 }
 
 // readColumn returns the non-null values of column in a JSON-lines or CSV

@@ -19,6 +19,14 @@ import (
 // checked), in the order they appear. --set wins over it; without a
 // recorded result the default applies, and without a default the steps
 // using the param cannot run yet.
+//
+// The column _finished_at is the time (RFC 3339, UTC) the step last
+// finished successfully, for steps whose effect is the point in time, not
+// a table: validate counts the attacker's accepted requests from the end
+// of contain/restart-jwt-consumers, when the stolen JWT stopped working.
+
+// FinishedAtColumn is the pseudo-column holding when a step finished.
+const FinishedAtColumn = "_finished_at"
 
 // Ref names a column of a step's recorded result.
 type Ref struct {
