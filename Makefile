@@ -7,8 +7,8 @@ LDFLAGS := -X irctl.dev/irctl/internal/cli.version=$(VERSION)
 KUBE_VERSION := v1.36.3
 KAS_LDFLAGS := -X k8s.io/component-base/version.gitVersion=$(KUBE_VERSION) -X k8s.io/component-base/version.gitMajor=1 -X k8s.io/component-base/version.gitMinor=36
 DRILL_DIR := $(CURDIR)/.sandbox/drill
-# the seeded attack's source addresses (testdata/sandbox/seed.sql)
-DRILL_ATTACKERS := 198.51.100.23,203.0.113.77,2001:db8:bad:1::21
+# the scenario `make drill` runs (testdata/scenarios/NAME.yaml)
+SCENARIO ?= leaked-api-keys
 export IRCTL_SANDBOX_BINS := $(BIN)
 
 .PHONY: help build test unit fuzz drill bench lint sandbox-bins clean
@@ -79,41 +79,9 @@ fuzz: sandbox-bins ## fuzz every input that reaches SQL against the sandbox's Po
 		test "$${PIPESTATUS[0]}" -eq 0; \
 	done
 
-drill: build sandbox-bins ## bring up the sandbox, run the incident (contain to validate) non-interactively, verify the evidence, print the report, tear down
-	@set -euo pipefail; \
-	trap '$(BIN)/irctl sandbox down --dir $(DRILL_DIR) >/dev/null 2>&1 || true' EXIT; \
-	$(BIN)/irctl sandbox down --dir $(DRILL_DIR) >/dev/null 2>&1 || true; \
-	$(BIN)/irctl sandbox up --dir $(DRILL_DIR); \
-	source $(DRILL_DIR)/env; \
-	export IRCTL_STATE_DIR=$(DRILL_DIR)/incidents; \
-	export IRCTL_INCIDENT=$$($(BIN)/irctl declare --severity P0 --title "drill: LLM-orchestrator breach"); \
-	echo; echo "== rehearsal: irctl contain --dry-run=server"; \
-	$(BIN)/irctl contain --dry-run=server; \
-	echo; echo "== for real: irctl contain --yes"; \
-	$(BIN)/irctl contain --yes; \
-	echo; echo "== again (idempotent): irctl contain --yes"; \
-	$(BIN)/irctl contain --yes; \
-	echo; echo "== irctl assess --set suspicious_ips=$(DRILL_ATTACKERS)"; \
-	$(BIN)/irctl assess --yes --set suspicious_ips=$(DRILL_ATTACKERS); \
-	echo; echo "== irctl preserve --yes"; \
-	$(BIN)/irctl preserve --yes; \
-	echo; echo "== rehearsal: irctl eradicate --dry-run=server (the new LLM provider key from stdin)"; \
-	echo drill-llm-provider-key | $(BIN)/irctl eradicate --dry-run=server --set-stdin new_llm_key; \
-	echo; echo "== irctl eradicate --yes (manual steps are recorded as skipped: nobody confirms in a drill)"; \
-	echo drill-llm-provider-key | $(BIN)/irctl eradicate --yes --set-stdin new_llm_key; \
-	echo; echo "== irctl recover --yes (watching the logs for 10s)"; \
-	$(BIN)/irctl recover --yes --set api_url=$$ORCHESTRATOR_URL --set monitor_for=10s; \
-	echo; echo "== irctl notify --yes --allow-external (Slack, email and the status page go to the sandbox's receiver and Mailpit)"; \
-	$(BIN)/irctl notify --yes --allow-external --set smtp_host=$$MAILPIT_SMTP_HOST --set smtp_port=$$MAILPIT_SMTP_PORT --set smtp_tls=none; \
-	echo; echo "== irctl validate (the attacker's leaked key and stolen JWT, from the sandbox's env)"; \
-	printf '%s\n%s\n' "$$ATTACKER_API_KEY" "$$ATTACKER_JWT" | $(BIN)/irctl validate --set api_url=$$ORCHESTRATOR_URL --set-stdin leaked_api_key --set-stdin stolen_jwt; \
-	echo; echo "== irctl evidence verify"; \
-	$(BIN)/irctl evidence verify; \
-	echo; echo "== journal: irctl status"; \
-	$(BIN)/irctl status; \
-	echo; echo "== irctl report (saved as evidence too)"; \
-	$(BIN)/irctl note add --kind summary "Drill: the sandbox's seeded breach of the LLM-orchestrator platform, contained to validated."; \
-	$(BIN)/irctl report
+drill: build sandbox-bins ## irctl drill: a sandbox, an attacker using the stolen credentials, the runbook's phases with --yes, the score card (SCENARIO=leaked-api-keys)
+	@mkdir -p $(DRILL_DIR)
+	IRCTL_STATE_DIR=$(DRILL_DIR)/incidents $(BIN)/irctl drill --scenario $(SCENARIO) --junit $(DRILL_DIR)/junit.xml --report $(DRILL_DIR)/report.md
 
 bench: build sandbox-bins ## benchmarks side by side with kubectl/psql on the sandbox
 	$(GO) test -run '^$$' -bench . -benchtime 1x -count 1 -timeout 60m ./internal/bench/...

@@ -18,10 +18,10 @@ import (
 )
 
 func newDrillCmd(f *factory) *cobra.Command {
-	var scenario, runbookArg, junit, sandboxDir, binDir string
+	var scenario, runbookArg, junit, report, sandboxDir, binDir string
 	var keep bool
 	cmd := &cobra.Command{
-		Use:   "drill [--scenario NAME|FILE] [--runbook NAME|FILE] [--junit FILE] [--sandbox-dir DIR] [--keep]",
+		Use:   "drill [--scenario NAME|FILE] [--runbook NAME|FILE] [--junit FILE] [--report FILE] [--sandbox-dir DIR] [--keep]",
 		Short: "Run a scored incident drill on the sandbox while an attacker keeps using what was stolen",
 		Long: `Runs a scenario (testdata/scenarios/NAME.yaml; shipped: ` + strings.Join(drill.Names(), ", ") + `):
 brings up a sandbox (or uses the running one in --sandbox-dir), starts an
@@ -33,7 +33,8 @@ declaration to its last successful request and the requests that got in
 after contain finished (goal 0); each phase's time against the runbook's
 window; validation checks passed; evidence verified; notifications
 delivered; steps failed or partial. --junit writes the score as JUnit XML
-(one test case per credential, phase, step and check).
+(one test case per credential, phase, step and check); --report writes the
+incident report (` + "`irctl report`" + `) before the evidence is verified.
 
 A sandbox the drill started is torn down afterwards unless --keep; one given
 with --sandbox-dir is left running (the runbook changed it for good). The
@@ -100,8 +101,7 @@ Exit 0 only when every check passes and the attacker is locked out; else 1.`,
 				return exitcode.Wrap(exitcode.Precondition, fmt.Errorf("the sandbox's kubeconfig: %w", err))
 			}
 			score, err := drill.Run(ctx, drill.Options{
-				Scenario: sc, Env: env, Irctl: run, Log: f.io.ErrOut, Kube: kube,
-				Settled: drill.Settled(env["KUBECONFIG"], env["ORCHESTRATOR_URL"]),
+				Scenario: sc, Env: env, Irctl: run, Log: f.io.ErrOut, Kube: kube, Report: report,
 			})
 			if err != nil {
 				return err
@@ -131,6 +131,7 @@ Exit 0 only when every check passes and the attacker is locked out; else 1.`,
 	cmd.Flags().StringVar(&scenario, "scenario", "leaked-api-keys", "scenario name, or a scenario file")
 	cmd.Flags().StringVar(&runbookArg, "runbook", "", "run this runbook (shipped name or file) instead of the scenario's")
 	cmd.Flags().StringVar(&junit, "junit", "", "write the score as JUnit XML to FILE")
+	cmd.Flags().StringVar(&report, "report", "", "write the incident report (Markdown, the scenario as its summary) to FILE; it is saved as evidence too")
 	cmd.Flags().StringVar(&sandboxDir, "sandbox-dir", "", "use the running sandbox in DIR (DIR/env, from `irctl sandbox up --dir DIR`) instead of starting one")
 	cmd.Flags().StringVar(&binDir, "bin-dir", "", "directory with the sandbox's server binaries (default: IRCTL_SANDBOX_BINS or ./bin)")
 	cmd.Flags().BoolVar(&keep, "keep", false, "leave the sandbox the drill started running")

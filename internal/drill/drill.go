@@ -29,14 +29,14 @@ type Options struct {
 	// ATTACKER_API_KEY, ATTACKER_JWT, ...), for the scenario's ${VAR}s.
 	Env   map[string]string
 	Irctl Irctl
-	// Settled waits until the service runs the configuration the last
-	// rollout gave it, as a load balancer's health check would see; the
-	// attacker's lockout is judged from then on.
-	Settled func(ctx context.Context) error
 	// Kube is the sandbox's admin connection: to mint a compromised
 	// ServiceAccount's token and reach kube-apiserver as the attacker.
 	Kube *rest.Config
 	Log  io.Writer
+	// Report, when set, is where the incident report (Markdown) is
+	// written once the phases ran, with the scenario as its summary; it is
+	// saved as evidence too, before the evidence is verified.
+	Report string
 }
 
 // PhaseRun is one phase's run.
@@ -97,11 +97,6 @@ func Run(ctx context.Context, o Options) (*Score, error) {
 			return nil, fmt.Errorf("%s: the report is not JSON: %v", p.Phase, err)
 		}
 		logf("  %-9s exit %d in %s", p.Phase, r.Exit, r.Finished.Sub(r.Started).Round(time.Millisecond))
-		if p.Phase == "contain" && o.Settled != nil {
-			if err := o.Settled(ctx); err != nil {
-				logf("  the service did not settle after contain: %v", err)
-			}
-		}
 		ended[p.Phase] = time.Now()
 		runs = append(runs, r)
 		if ctx.Err() != nil {
@@ -124,6 +119,16 @@ func Run(ctx context.Context, o Options) (*Score, error) {
 	}
 	if err := json.Unmarshal([]byte(out), &st); err != nil {
 		return nil, fmt.Errorf("status: %v", err)
+	}
+	if o.Report != "" {
+		summary := fmt.Sprintf("Drill %s (%s): %s.", sc.Name, sc.Runbook, sc.Description)
+		if code, _, errOut = o.Irctl(ctx, []string{"--incident", id, "note", "add", "--kind", "summary", summary}, ""); code == 0 {
+			code, _, errOut = o.Irctl(ctx, []string{"--incident", id, "report", "--file", o.Report}, "")
+		}
+		if code != 0 {
+			return nil, exitcode.New(code, "report: %s", strings.TrimSpace(errOut))
+		}
+		logf("  report    %s", o.Report)
 	}
 	code, _, errOut = o.Irctl(ctx, []string{"--incident", id, "evidence", "verify"}, "")
 	ev := Evidence{Verified: code == 0, Message: strings.TrimSpace(errOut)}

@@ -33,13 +33,20 @@ func runDrill(t *testing.T, scenario string) (int, drill.Score, drill.JUnit, str
 	}
 	t.Cleanup(func() { _ = sb.Stop() })
 	junit := filepath.Join(t.TempDir(), "drill.xml")
+	report := filepath.Join(t.TempDir(), "report.md")
 	var out, errb bytes.Buffer
-	code := cli.Run(ctx, []string{"--state-dir", t.TempDir(), "drill", "--sandbox-dir", dir, "--scenario", scenario, "-o", "json", "--junit", junit},
+	code := cli.Run(ctx, []string{"--state-dir", t.TempDir(), "drill", "--sandbox-dir", dir, "--scenario", scenario, "-o", "json", "--junit", junit, "--report", report},
 		cli.IOStreams{In: strings.NewReader(""), Out: &out, ErrOut: &errb})
 	t.Logf("irctl drill --scenario %s: exit %d\n%s", scenario, code, errb.String())
 	var s drill.Score
 	if err := json.Unmarshal(out.Bytes(), &s); err != nil {
 		t.Fatalf("the score is not JSON: %v\n%s", err, out.String())
+	}
+	// The incident report is written whatever the score, with the
+	// scenario as its summary and the evidence verified after it.
+	md, err := os.ReadFile(report)
+	if err != nil || !strings.Contains(string(md), "Drill "+scenario+" (") || !strings.Contains(string(md), s.Incident) {
+		t.Errorf("report: %v\n%s", err, md)
 	}
 	data, err := os.ReadFile(junit)
 	if err != nil {
@@ -133,7 +140,10 @@ func TestLeakedAPIKeysDrillLocksTheAttackerOut(t *testing.T) {
 	if s.Notified == 0 || slack != 1 || hooks != 1 || mails.Total == 0 || s.Notified != slack+hooks+mails.Total {
 		t.Errorf("notifications delivered %d; received: %d Slack, %d webhook, %d mails", s.Notified, slack, hooks, mails.Total)
 	}
-	t.Logf("time to contain: %s", s.Phases[0].Done)
+	if s.TimeToContain <= 0 || s.TimeToContain != s.Phases[0].Done {
+		t.Errorf("time to contain %s, contain done %s after the declaration", s.TimeToContain, s.Phases[0].Done)
+	}
+	t.Logf("time to contain: %s", s.TimeToContain)
 }
 
 func TestBreakGlassDrillFailsNamingTheMissingStep(t *testing.T) {

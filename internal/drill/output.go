@@ -36,6 +36,13 @@ func (s *Score) WriteText(w io.Writer) {
 		fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%s\t%v\n", p.Phase, p.Exit, p.Ran, p.Done, win, p.InWindow)
 	}
 	tw.Flush()
+	if s.TimeToContain > 0 {
+		goal := "met"
+		if s.TimeToContain >= TimeToContainGoal {
+			goal = "missed"
+		}
+		fmt.Fprintf(w, "\ntime to contain (declare to contain finished): %s, goal under %s %s", s.TimeToContain, TimeToContainGoal, goal)
+	}
 	fmt.Fprintf(w, "\nvalidation checks: %d/%d passed", s.Checks.Passed, s.Checks.Total)
 	if s.Checks.Known > 0 {
 		fmt.Fprintf(w, ", %d known failure(s)", s.Checks.Known)

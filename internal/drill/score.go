@@ -10,19 +10,27 @@ import (
 	"irctl.dev/irctl/internal/incident"
 )
 
+// TimeToContainGoal is the goal for a runbook's contain phase on the
+// sandbox with --yes, from `irctl declare` to contain finished.
+const TimeToContainGoal = 3 * time.Second
+
 // Score is a drill's outcome: every check it judged, grouped.
 type Score struct {
-	Scenario    string       `json:"scenario"`
-	Runbook     string       `json:"runbook"`
-	Incident    string       `json:"incident"`
-	DeclaredAt  time.Time    `json:"declared_at"`
-	ContainedAt time.Time    `json:"contained_at"`
-	Lockout     []Lockout    `json:"lockout"`
-	Phases      []PhaseScore `json:"phases"`
-	Checks      ChecksScore  `json:"validation"`
-	Evidence    Evidence     `json:"evidence"`
-	Notified    int          `json:"notifications_delivered"`
-	StepsFailed int          `json:"steps_failed_or_partial"`
+	Scenario    string    `json:"scenario"`
+	Runbook     string    `json:"runbook"`
+	Incident    string    `json:"incident"`
+	DeclaredAt  time.Time `json:"declared_at"`
+	ContainedAt time.Time `json:"contained_at"`
+	// TimeToContain is from the declaration to contain finished, the
+	// figure to keep under TimeToContainGoal (reported, not judged: it
+	// depends on the machine).
+	TimeToContain time.Duration `json:"time_to_contain"`
+	Lockout       []Lockout     `json:"lockout"`
+	Phases        []PhaseScore  `json:"phases"`
+	Checks        ChecksScore   `json:"validation"`
+	Evidence      Evidence      `json:"evidence"`
+	Notified      int           `json:"notifications_delivered"`
+	StepsFailed   int           `json:"steps_failed_or_partial"`
 	// Undoable and Irreversible count the applied changes that `irctl
 	// undo` can reverse and those the runbook declares irreversible.
 	Undoable     int `json:"changes_undoable"`
@@ -170,6 +178,9 @@ func score(sc *Scenario, id string, runs []PhaseRun, ended map[string]time.Time,
 			cs.Result, cs.Message = "fail", fmt.Sprintf("expected done within %s of the declaration, saw %s (%s)", ps.Window, ps.Done, ps.State)
 		}
 		s.Phases = append(s.Phases, ps)
+		if r.Phase == "contain" {
+			s.TimeToContain = ps.Done
+		}
 		add(cs)
 		for _, rep := range r.Reports {
 			for _, st := range rep.Steps {

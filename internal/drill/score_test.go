@@ -71,6 +71,9 @@ func TestLockoutIsJudgedFromAttemptsAfterContain(t *testing.T) {
 	}
 	var text, x bytes.Buffer
 	s.WriteText(&text)
+	if s.TimeToContain != 2*time.Second || !strings.Contains(text.String(), "time to contain (declare to contain finished): 2s, goal under 3s met") {
+		t.Errorf("time to contain %s:\n%s", s.TimeToContain, text.String())
+	}
 	if !strings.Contains(text.String(), "FAILED") || !strings.Contains(text.String(), "no step rotate-bg") {
 		t.Errorf("text:\n%s", text.String())
 	}

@@ -115,7 +115,7 @@ func startOrchestratorAPI(ctx context.Context, cfg *rest.Config, pgPort int, req
 	o := &orchestratorAPI{URL: "http://" + ln.Addr().String(), cs: cs, pgPort: pgPort, done: make(chan struct{}), requests: requests}
 	waitCtx, cancelWait := context.WithTimeout(ctx, 30*time.Second)
 	defer cancelWait()
-	for !o.sync(waitCtx) {
+	for !o.sync(waitCtx, nil) {
 		select {
 		case <-waitCtx.Done():
 			ln.Close()
@@ -150,18 +150,19 @@ func (o *orchestratorAPI) follow(ctx context.Context) {
 			}
 			continue
 		}
-		o.sync(ctx) // what changed before the watch started
+		o.sync(ctx, nil) // what changed before the watch started
 		resync := time.NewTicker(orchestratorResync)
 		for open := true; open; {
 			select {
 			case <-ctx.Done():
 				open = false
-			case _, open = <-w.ResultChan():
-				if open {
-					o.sync(ctx)
+			case ev, ok := <-w.ResultChan():
+				open = ok
+				if dep, isDep := ev.Object.(*appsv1.Deployment); ok && isDep {
+					o.sync(ctx, dep)
 				}
 			case <-resync.C:
-				o.sync(ctx)
+				o.sync(ctx, nil)
 			}
 		}
 		resync.Stop()
@@ -202,15 +203,18 @@ func (o *orchestratorAPI) lastErr() error {
 // sync loads the configuration if none is loaded yet. Afterwards, when it
 // first sees a new Deployment generation it resolves the configuration the
 // new pods start with, and makes it live once that generation's rollout has
-// completed. It reports whether a configuration is loaded.
-func (o *orchestratorAPI) sync(ctx context.Context) bool {
+// completed. It reports whether a configuration is loaded. dep is the
+// Deployment as a watch event gave it (nil: read it).
+func (o *orchestratorAPI) sync(ctx context.Context, dep *appsv1.Deployment) bool {
 	o.mu.RLock()
 	loaded, gen, pendingGen := o.loaded, o.generation, o.pendingGen
 	o.mu.RUnlock()
-	dep, err := o.cs.AppsV1().Deployments(DemoNamespace).Get(ctx, OrchestratorDeployment, metav1.GetOptions{})
-	if err != nil {
-		o.setErr(err)
-		return loaded
+	if dep == nil {
+		var err error
+		if dep, err = o.cs.AppsV1().Deployments(DemoNamespace).Get(ctx, OrchestratorDeployment, metav1.GetOptions{}); err != nil {
+			o.setErr(err)
+			return loaded
+		}
 	}
 	if sel, err := metav1.LabelSelectorAsSelector(dep.Spec.Selector); err == nil {
 		o.mu.Lock()
