@@ -29,10 +29,12 @@ type attacker struct {
 }
 
 // use is how the attacker uses one credential: the client (the
-// kube-apiserver's needs its CA), the URL and the header.
+// kube-apiserver's needs its CA), the URL and the header; or, for what is
+// not a request of the attacker's own (a CronJob's schedule), fire.
 type use struct {
 	name, url, header, value string
 	client                   *http.Client
+	fire                     func(context.Context) (status int, err error)
 }
 
 func startAttacker(ctx context.Context, a Attacker, uses []use, interval time.Duration) *attacker {
@@ -62,6 +64,25 @@ func startAttacker(ctx context.Context, a Attacker, uses []use, interval time.Du
 
 func (at *attacker) try(ctx context.Context, u use, from string) {
 	rec := Attempt{Time: time.Now(), Credential: u.name, From: from}
+	var err error
+	if u.fire != nil {
+		rec.From = ""
+		rec.Status, err = u.fire(ctx)
+	} else {
+		err = at.request(ctx, u, from, &rec)
+	}
+	if err != nil {
+		if ctx.Err() != nil {
+			return // stopped mid-request: not an attempt
+		}
+		rec.Error = err.Error()
+	}
+	at.mu.Lock()
+	at.attempts = append(at.attempts, rec)
+	at.mu.Unlock()
+}
+
+func (at *attacker) request(ctx context.Context, u use, from string, rec *Attempt) error {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u.url, nil)
 	if err == nil {
 		req.Header.Set(u.header, u.value)
@@ -74,15 +95,7 @@ func (at *attacker) try(ctx context.Context, u use, from string) {
 			resp.Body.Close()
 		}
 	}
-	if err != nil {
-		if ctx.Err() != nil {
-			return // stopped mid-request: not an attempt
-		}
-		rec.Error = err.Error()
-	}
-	at.mu.Lock()
-	at.attempts = append(at.attempts, rec)
-	at.mu.Unlock()
+	return err
 }
 
 // Stop ends the attack and returns every attempt.

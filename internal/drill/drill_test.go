@@ -188,9 +188,9 @@ func TestClusterCompromiseDrill(t *testing.T) {
 	if code != 0 || !s.Passed {
 		t.Errorf("exit %d, passed %v: %+v", code, s.Passed, s.Cases)
 	}
-	// The JWT is locked out by contain, the ServiceAccount's token by
-	// eradicate; both got in before.
-	if len(s.Lockout) != 2 {
+	// The JWT is locked out by contain, the ServiceAccount's token and the
+	// miner CronJob's schedule by eradicate; all got in before.
+	if len(s.Lockout) != 3 {
 		t.Fatalf("lockout: %+v", s.Lockout)
 	}
 	for _, l := range s.Lockout {
@@ -198,8 +198,8 @@ func TestClusterCompromiseDrill(t *testing.T) {
 			t.Errorf("%s: %+v", l.Credential, l)
 		}
 	}
-	if s.Lockout[1].JudgedAfter != "eradicate" {
-		t.Errorf("the ServiceAccount token is judged after %s", s.Lockout[1].JudgedAfter)
+	if s.Lockout[1].JudgedAfter != "eradicate" || s.Lockout[2].JudgedAfter != "eradicate" {
+		t.Errorf("the ServiceAccount token and the CronJob are judged after %s and %s", s.Lockout[1].JudgedAfter, s.Lockout[2].JudgedAfter)
 	}
 	// The Prometheus check is the one known failure; the rest pass.
 	if s.Checks.Known != 1 || s.Checks.Passed != s.Checks.Total-1 || !s.Evidence.Verified {

@@ -66,6 +66,12 @@ type Credential struct {
 	// the drill mints a token for it (TokenRequest), the one the attacker
 	// stole, and sends it as a bearer token; no value then.
 	ServiceAccount string `yaml:"service_account"`
+	// CronJob is NAMESPACE/NAME of the attacker's CronJob: its schedule
+	// is the credential. Each attempt fires it as the CronJob controller
+	// would (a Job from its template, created with dryRun=All so the drill
+	// does not flood the cluster): it gets in while the CronJob exists
+	// unsuspended and the API server would admit its Job.
+	CronJob string `yaml:"cronjob"`
 }
 
 // Phase is one phase run as `irctl PHASE --yes` with its inputs.
@@ -159,12 +165,16 @@ func Load(file string, data []byte) (*Scenario, error) {
 		switch {
 		case c.Name == "":
 			add(l, "attacker.credentials[%d]: name is required", i)
+		case c.CronJob != "":
+			if ns, n, ok := strings.Cut(c.CronJob, "/"); !ok || ns == "" || n == "" || c.Value != "" || c.Header != "" || c.ServiceAccount != "" || (c.Target != "" && c.Target != TargetKube) {
+				add(l, "attacker.credentials[%d]: cronjob is NAMESPACE/NAME, without header, value, service_account or another target", i)
+			}
 		case c.ServiceAccount != "":
 			if ns, n, ok := strings.Cut(c.ServiceAccount, "/"); !ok || ns == "" || n == "" || c.Value != "" || c.Header != "" {
 				add(l, "attacker.credentials[%d]: service_account is NAMESPACE/NAME, without header or value (the drill mints the token)", i)
 			}
 		case c.Header == "" || c.Value == "":
-			add(l, "attacker.credentials[%d]: header and value (or service_account) are required", i)
+			add(l, "attacker.credentials[%d]: header and value (or service_account, or cronjob) are required", i)
 		}
 		if c.Target != "" && c.Target != TargetOrchestrator && c.Target != TargetKube {
 			add(l, "attacker.credentials[%d]: target is %q, want %s or %s", i, c.Target, TargetOrchestrator, TargetKube)

@@ -65,3 +65,20 @@ func TestExpandRefusesAVariableTheSandboxLacks(t *testing.T) {
 		t.Errorf("validate: args %v stdin %q", args, stdin)
 	}
 }
+
+func TestCronJobCredentialIsNamespaceAndNameAlone(t *testing.T) {
+	for _, c := range []string{
+		"{name: m, cronjob: kube-cleanup, stopped_by: eradicate/x}",
+		"{name: m, cronjob: kube-system/kube-cleanup, header: X, value: v, stopped_by: eradicate/x}",
+		"{name: m, cronjob: kube-system/kube-cleanup, target: orchestrator, stopped_by: eradicate/x}",
+	} {
+		data := "name: x\nrunbook: security-incident\nphases:\n  - phase: contain\nattacker:\n  credentials:\n    - " + c + "\n"
+		if _, err := Load("x.yaml", []byte(data)); err == nil || !strings.Contains(err.Error(), "x.yaml:7: attacker.credentials[0]: cronjob is NAMESPACE/NAME") {
+			t.Errorf("%s: got %v", c, err)
+		}
+	}
+	data := "name: x\nrunbook: security-incident\nphases:\n  - phase: contain\nattacker:\n  credentials:\n    - {name: m, cronjob: kube-system/kube-cleanup, stopped_by: eradicate/x}\n"
+	if _, err := Load("x.yaml", []byte(data)); err != nil {
+		t.Errorf("a valid cronjob credential: %v", err)
+	}
+}
