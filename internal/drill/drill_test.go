@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	gojunit "github.com/joshdk/go-junit"
+
 	"irctl.dev/irctl/internal/cli"
 	"irctl.dev/irctl/internal/drill"
 	"irctl.dev/irctl/internal/sandbox"
@@ -77,6 +79,25 @@ func runDrill(t *testing.T, scenario string) (int, drill.Score, drill.JUnit, str
 	}
 	if n != j.Tests || n != len(s.Cases) || failed != j.Failures {
 		t.Errorf("JUnit counts: %d cases, tests=%d failures=%d (%d failing), the score has %d cases", n, j.Tests, j.Failures, failed, len(s.Cases))
+	}
+	// A JUnit reader that is not ours (the one CI report tools build on)
+	// reads the same cases and verdicts.
+	suites, err := gojunit.Ingest(data)
+	if err != nil {
+		t.Fatalf("go-junit cannot read the JUnit file: %v", err)
+	}
+	var total, failing int
+	for _, su := range suites {
+		total += su.Totals.Tests
+		failing += su.Totals.Failed
+		for _, c := range su.Tests {
+			if c.Status == gojunit.StatusFailed && (c.Error == nil || c.Error.Error() == "") {
+				t.Errorf("go-junit: case %s failed without a message", c.Name)
+			}
+		}
+	}
+	if total != len(s.Cases) || failing != j.Failures {
+		t.Errorf("go-junit reads %d cases, %d failed; the score has %d cases, %d failed", total, failing, len(s.Cases), j.Failures)
 	}
 	for _, secret := range []string{sb.AttackerAPIKey, sb.AttackerJWT, "drill-llm-provider-key"} {
 		if strings.Contains(out.String()+errb.String()+string(data), secret) {
