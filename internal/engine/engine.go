@@ -247,7 +247,13 @@ func StepActions(steps []runbook.Step) []string {
 // steps use must answer (so an unreachable database cannot strand a phase
 // half done), and every Kubernetes permission they declare must be granted.
 // A client dry run writes nothing and checks only reachability.
-func (e *Engine) Preflight(ctx context.Context, steps []runbook.Step) error {
+func (e *Engine) Preflight(ctx context.Context, all []runbook.Step) error {
+	var steps []runbook.Step
+	for _, s := range all {
+		if s.Skip == "" { // a skipped step uses nothing
+			steps = append(steps, s)
+		}
+	}
 	uses := Servers(e.Registry, StepActions(steps))
 	var perms []kube.Permission
 	for _, s := range steps {

@@ -454,3 +454,25 @@ func TestUnresolvedStepRefusesTheRunBeforeAnything(t *testing.T) {
 		t.Error("something ran or was journaled")
 	}
 }
+
+// A step whose only_if is empty is journaled as having nothing to do, with
+// why; its action is never asked to plan or apply.
+func TestSkippedStepIsNeverPlanned(t *testing.T) {
+	a := &fakeAction{name: "fake.restart", destructive: true}
+	r := newRig(t, a)
+	r.eng.Runbook.Phases["contain"][0].Skip = "no deployment given"
+	if _, err := r.eng.RunPhase(context.Background(), "contain"); err != nil {
+		t.Fatal(err)
+	}
+	if a.planned != 0 || a.applied != 0 || len(r.p.asked) != 0 {
+		t.Errorf("a skipped step was planned %d, applied %d times, asked %v", a.planned, a.applied, r.p.asked)
+	}
+	recs := r.journal()
+	last := recs[len(recs)-1]
+	if last.Kind != incident.KindNoop || last.Plan != "skipped: no deployment given" {
+		t.Errorf("journal: %+v", last)
+	}
+	if !strings.Contains(r.out.String(), "skipped: no deployment given") {
+		t.Errorf("output: %s", r.out)
+	}
+}

@@ -308,11 +308,18 @@ func (e *Engine) runStep(ctx context.Context, s runbook.Step) (StepReport, error
 		return sr, err
 	}
 
-	pctx, cancel := timed()
-	plan, err := a.Plan(pctx, e.stepEnv(s), s.Params)
-	cancel()
-	if err != nil {
-		return fail(pctx, err, nil)
+	var plan *action.Plan
+	if s.Skip != "" {
+		// only_if is empty: the action is not asked.
+		plan = &action.Plan{Summary: s.SkipSummary(), Noop: true}
+	} else {
+		pctx, cancel := timed()
+		var err error
+		plan, err = a.Plan(pctx, e.stepEnv(s), s.Params)
+		cancel()
+		if err != nil {
+			return fail(pctx, err, nil)
+		}
 	}
 	sr.Plan = plan
 	e.printPlan(e.Out, plan)

@@ -74,6 +74,9 @@ type Step struct {
 	// Expect is the step's assertion on its result table (`expect:`), nil
 	// when it has none.
 	Expect *Expect
+	// Skip, when set, is why the step does nothing: its only_if is empty
+	// (onlyif.go).
+	Skip string
 }
 
 // Where returns "file:line" for messages.
@@ -147,6 +150,8 @@ type stepDoc struct {
 	Timeout     string         `yaml:"timeout"`
 	With        map[string]any `yaml:"with"`
 	Expect      yaml.Node      `yaml:"expect"`
+	OnlyIf      any            `yaml:"only_if"`
+	SkipMessage string         `yaml:"skip_message"`
 }
 
 var yamlLine = regexp.MustCompile(`^line (\d+): (.*)$`)
@@ -376,7 +381,13 @@ func Load(file string, data []byte, o Options) (*Runbook, error) {
 					add(line, "step %s: action %s needs param %q", st.Name, sd.Action, pd.Name)
 				}
 			}
-			if spec.Validate != nil && len(st.Unresolved) == 0 {
+			loadOnlyIf(&st, &sd, stepNode, data2, add)
+			if st.Skip != "" {
+				// What it would lack or get wrong does not matter: it
+				// does not run.
+				st.Unresolved = nil
+			}
+			if spec.Validate != nil && len(st.Unresolved) == 0 && st.Skip == "" {
 				if err := spec.Validate(st.Params); err != nil {
 					add(line, "step %s: %v", st.Name, err)
 				}

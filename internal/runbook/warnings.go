@@ -80,24 +80,8 @@ func Warnings(rb *Runbook) []Problem {
 func lookupString(s Step, k string) string { v, _ := s.Params.Lookup(k); x, _ := v.(string); return x }
 func lookupBool(s Step, k string) bool     { v, _ := s.Params.Lookup(k); x, _ := v.(bool); return x }
 
-// skippedStep: the step's only_if is given and empty, so it does nothing.
-func skippedStep(s Step) bool {
-	v, ok := s.Params.Lookup("only_if")
-	if !ok {
-		return false
-	}
-	switch x := v.(type) {
-	case nil:
-		return true
-	case string:
-		return x == ""
-	case []string:
-		return len(x) == 0
-	case []any:
-		return len(x) == 0
-	}
-	return false
-}
+// skippedStep: the step's only_if is empty, so it does nothing.
+func skippedStep(s Step) bool { return s.Skip != "" }
 
 // namesWorkload: the step acts on one named Deployment, StatefulSet or
 // DaemonSet (and so on its pods only).

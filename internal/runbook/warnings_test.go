@@ -120,8 +120,7 @@ func TestRestartAfterDetachDoesNotWarn(t *testing.T) {
 	cat := catalog{
 		"k8s.label": {Name: "k8s.label", Params: []ParamDef{{Name: "namespace", Type: String}, {Name: "selector", Type: String},
 			{Name: "labels", Type: Map}, {Name: "detach", Type: Bool}}},
-		"k8s.rollout-restart": {Name: "k8s.rollout-restart", Params: []ParamDef{{Name: "namespace", Type: String}, {Name: "deployment", Type: String},
-			{Name: "only_if", Type: Any}}},
+		"k8s.rollout-restart": {Name: "k8s.rollout-restart", Params: []ParamDef{{Name: "namespace", Type: String}, {Name: "deployment", Type: String}}},
 		"k8s.logs": warnCatalog["k8s.logs"],
 	}
 	warn := func(detach, onlyIf string) int {
@@ -133,7 +132,7 @@ func TestRestartAfterDetachDoesNotWarn(t *testing.T) {
       with: {namespace: app, selector: app=web, labels: {quarantine: "true"}, detach: `+detach+`}
     - name: restart
       action: k8s.rollout-restart
-      with: {namespace: app, deployment: web`+onlyIf+`}
+      with: {namespace: app, deployment: web}`+onlyIf+`
   preserve:
     - name: logs
       action: k8s.logs
@@ -150,7 +149,7 @@ func TestRestartAfterDetachDoesNotWarn(t *testing.T) {
 	if n := warn("false", ""); n != 1 {
 		t.Errorf("restart without detach: %d warnings, want 1", n)
 	}
-	if n := warn("false", `, only_if: ""`); n != 0 {
+	if n := warn("false", "\n      only_if: \"\""); n != 0 {
 		t.Errorf("skipped restart: %d warnings, want 0", n)
 	}
 }

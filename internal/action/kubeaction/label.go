@@ -46,12 +46,8 @@ func (Label) Spec() runbook.Spec {
 			{Name: "remove", Type: runbook.Strings, Description: "label keys to remove, like kubectl's `quarantine-` (e.g. [quarantine] to release quarantine)"},
 			{Name: "detach", Type: runbook.Bool, Default: false, Description: "also remove the labels the pods' ReplicaSet and the namespace's Services select on, so the ReplicaSet replaces the pods and the Services stop routing to them; a rerun in the same incident leaves the replacements alone"},
 			{Name: "allow_zero_ready", Type: runbook.Bool, Default: false, Description: "allow labelling every pod of a ReplicaSet or Service without detach (the isolated pods would be all it has), or detaching pods nothing replaces"},
-			onlyIfParam, skipMessageParam,
 		}...),
 		Validate: func(p runbook.Params) error {
-			if skipped(p) {
-				return nil
-			}
 			if err := validatePodChoice(p.Strings("names"), p.String("selector")); err != nil {
 				return err
 			}
@@ -98,9 +94,6 @@ func validatePodChoice(names []string, selector string) error {
 }
 
 func (Label) Permissions(p runbook.Params) []kube.Permission {
-	if skipped(p) {
-		return nil
-	}
 	ns := p.String("namespace")
 	verb := "list"
 	if len(p.Strings("names")) > 0 {
@@ -183,9 +176,6 @@ func ValidateLabels(m map[string]string) error {
 }
 
 func (Label) Plan(ctx context.Context, env *action.Env, p runbook.Params) (*action.Plan, error) {
-	if skipped(p) {
-		return skipPlan(p), nil
-	}
 	want, remove, detach := p.Map("labels"), p.Strings("remove"), p.Bool("detach")
 	if err := validateLabelChange(want, remove, detach); err != nil {
 		return nil, err

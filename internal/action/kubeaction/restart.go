@@ -41,40 +41,15 @@ func (RolloutRestart) Spec() runbook.Spec {
 		Destructive: true,
 		Uses:        []string{runbook.UsesKubernetes},
 		Params: append(workloadParams(allWorkloadKinds...), timeoutParam,
-			onlyIfParam, skipMessageParam,
 			runbook.ParamDef{Name: "after_rotation_of", Type: runbook.String, Description: "a Secret in the namespace rotated by k8s.secret-rotate: skip the restart when the workload was already restarted after the Secret's " + RotatedAt + ", so rerunning the phase does not restart it again"}),
 		Validate: func(p runbook.Params) error {
-			if skipped(p) {
-				return nil
-			}
 			_, err := restartParams(p)
 			return err
 		},
 	}
 }
 
-// skipped: the step's only_if is given and empty.
-func skipped(p runbook.Params) bool {
-	if !p.Has("only_if") {
-		return false
-	}
-	switch v := p.Any("only_if").(type) {
-	case nil:
-		return true
-	case string:
-		return v == ""
-	case []string:
-		return len(v) == 0
-	case []any:
-		return len(v) == 0
-	}
-	return false
-}
-
 func (RolloutRestart) Permissions(p runbook.Params) []kube.Permission {
-	if skipped(p) {
-		return nil
-	}
 	perms := workloadPermissions(p, allWorkloadKinds, "", "patch")
 	if s := p.String("after_rotation_of"); s != "" {
 		perms = append(perms, kube.Permission{Verb: "get", Resource: "secrets", Namespace: p.String("namespace")})
@@ -83,9 +58,6 @@ func (RolloutRestart) Permissions(p runbook.Params) []kube.Permission {
 }
 
 func (RolloutRestart) Plan(ctx context.Context, env *action.Env, p runbook.Params) (*action.Plan, error) {
-	if skipped(p) {
-		return skipPlan(p), nil
-	}
 	a, err := restartParams(p)
 	if err != nil {
 		return nil, err

@@ -51,12 +51,9 @@ func (Scale) Spec() runbook.Spec {
 		Uses:        []string{runbook.UsesKubernetes},
 		Params: append(workloadParams(scaleKinds...),
 			runbook.ParamDef{Name: "replicas", Type: runbook.Int, Required: true, Description: fmt.Sprintf("the replica count (0 to %d)", maxReplicas)},
-			timeoutParam, onlyIfParam, skipMessageParam,
+			timeoutParam,
 		),
 		Validate: func(p runbook.Params) error {
-			if skipped(p) {
-				return nil
-			}
 			_, err := scaleParams(p)
 			return err
 		},
@@ -64,9 +61,6 @@ func (Scale) Spec() runbook.Spec {
 }
 
 func (Scale) Permissions(p runbook.Params) []kube.Permission {
-	if skipped(p) {
-		return nil
-	}
 	return workloadPermissions(p, scaleKinds, "scale", "get", "update")
 }
 
@@ -109,9 +103,6 @@ func setScale(ctx context.Context, c *kube.Clients, ref workloadRef, n int32, dr
 }
 
 func (Scale) Plan(ctx context.Context, env *action.Env, p runbook.Params) (*action.Plan, error) {
-	if skipped(p) {
-		return skipPlan(p), nil
-	}
 	a, err := scaleParams(p)
 	if err != nil {
 		return nil, err

@@ -54,12 +54,9 @@ func (SetImage) Spec() runbook.Spec {
 		Uses:        []string{runbook.UsesKubernetes},
 		Params: append(workloadParams(allWorkloadKinds...),
 			runbook.ParamDef{Name: "images", Type: runbook.Map, Required: true, Description: "container name to image, e.g. {orchestrator: ghcr.io/llm-orchestrator/api@sha256:...}"},
-			timeoutParam, onlyIfParam, skipMessageParam,
+			timeoutParam,
 		),
 		Validate: func(p runbook.Params) error {
-			if skipped(p) {
-				return nil
-			}
 			_, err := setImageParams(p)
 			return err
 		},
@@ -67,9 +64,6 @@ func (SetImage) Spec() runbook.Spec {
 }
 
 func (SetImage) Permissions(p runbook.Params) []kube.Permission {
-	if skipped(p) {
-		return nil
-	}
 	return workloadPermissions(p, allWorkloadKinds, "", "patch")
 }
 
@@ -82,9 +76,6 @@ type imageUndo struct {
 }
 
 func (SetImage) Plan(ctx context.Context, env *action.Env, p runbook.Params) (*action.Plan, error) {
-	if skipped(p) {
-		return skipPlan(p), nil
-	}
 	a, err := setImageParams(p)
 	if err != nil {
 		return nil, err

@@ -65,19 +65,6 @@ func kindTitle(k string) string {
 	return "DaemonSet"
 }
 
-// only_if lets a workload step name its workload by a runbook param that
-// is empty by default (nothing to restart, patch or scale), like cordon's
-// empty node list: the step is then a no-op that says why.
-var (
-	onlyIfParam      = runbook.ParamDef{Name: "only_if", Type: runbook.Any, Description: "act only when this value (e.g. the param naming the workload) is non-empty; otherwise the step is a no-op"}
-	skipMessageParam = runbook.ParamDef{Name: "skip_message", Type: runbook.String, Default: "only_if is empty", Description: "what an empty only_if means, for the plan"}
-)
-
-// skipPlan is the no-op plan of a step whose only_if is empty.
-func skipPlan(p runbook.Params) *action.Plan {
-	return &action.Plan{Summary: "skipped: " + p.String("skip_message"), Noop: true}
-}
-
 // workloadOf reads the workload a step names; exactly one kind param.
 func workloadOf(p runbook.Params, kinds ...string) (workloadRef, error) {
 	var found []workloadRef

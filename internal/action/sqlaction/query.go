@@ -7,7 +7,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"reflect"
 	"strings"
 	"time"
 
@@ -46,8 +45,6 @@ func (Query) Spec() runbook.Spec {
 			{Name: "format", Type: runbook.String, Default: "jsonl", Description: "evidence format: jsonl or csv"},
 			{Name: "keep_rows", Type: runbook.Int, Default: int64(DefaultKeepRows), Description: "rows kept for display and -o json; the evidence has them all"},
 			{Name: "timeout", Type: runbook.Duration, Default: 5 * time.Minute, Description: "statement timeout"},
-			{Name: "only_if", Type: runbook.Any, Description: "run only when this value (e.g. a list param) is non-empty; otherwise the step is a no-op"},
-			{Name: "skip_message", Type: runbook.String, Default: "only_if is empty", Description: "what an empty only_if means, for the plan"},
 		},
 		Validate: func(p runbook.Params) error {
 			switch p.String("format") {
@@ -65,9 +62,6 @@ func (Query) Spec() runbook.Spec {
 
 func (q Query) Plan(ctx context.Context, env *action.Env, p runbook.Params) (*action.Plan, error) {
 	what := describeQuery(p)
-	if p.Has("only_if") && isEmpty(p.Any("only_if")) {
-		return &action.Plan{Summary: fmt.Sprintf("%s: skipped: %s", what, p.String("skip_message")), Noop: true}, nil
-	}
 	args, err := bindQueryArgs(p.Any("args"))
 	if err != nil {
 		return nil, fmt.Errorf("args: %w", err)
@@ -209,23 +203,6 @@ func collectNote(env *action.Env) string {
 }
 
 func timeoutOf(p runbook.Params) time.Duration { return p.Duration("timeout") }
-
-// isEmpty reports whether an only_if value is empty: nil, "", or an empty
-// list of any type.
-func isEmpty(v any) bool {
-	if v == nil {
-		return true
-	}
-	if s, ok := v.(string); ok {
-		return s == ""
-	}
-	rv := reflect.ValueOf(v)
-	switch rv.Kind() {
-	case reflect.Slice, reflect.Map:
-		return rv.Len() == 0
-	}
-	return false
-}
 
 // bindQueryArgs is BindArgs plus durations, which pgx binds as intervals.
 func bindQueryArgs(v any) ([]any, error) {
