@@ -121,7 +121,7 @@ func TestRestartAfterDetachDoesNotWarn(t *testing.T) {
 		"k8s.label": {Name: "k8s.label", Params: []ParamDef{{Name: "namespace", Type: String}, {Name: "selector", Type: String},
 			{Name: "labels", Type: Map}, {Name: "detach", Type: Bool}}},
 		"k8s.rollout-restart": {Name: "k8s.rollout-restart", Params: []ParamDef{{Name: "namespace", Type: String}, {Name: "deployment", Type: String}}},
-		"k8s.logs": warnCatalog["k8s.logs"],
+		"k8s.logs":            warnCatalog["k8s.logs"],
 	}
 	warn := func(detach, onlyIf string) int {
 		t.Helper()
