@@ -28,12 +28,39 @@ import (
 
 // Annotations a detached pod carries: the incident it was quarantined for,
 // the step's selector (so a rerun of the step in the incident knows it is
-// done), and the labels taken away, as k=v,k2=v2, for the forensic record.
+// done), the labels taken away, as k=v,k2=v2, for the forensic record, and
+// what a rerun after the step stopped partway needs to tell the originals
+// it missed from the replacements the ReplicaSet started since (the
+// selector matches both): when the step planned, and the names of every
+// pod it chose (up to maxQuarantineSet of them, beyond which the plan time
+// alone tells: a pod created in an earlier second is an original).
 const (
 	QuarantinedForIncident = "irctl.dev/quarantined-for-incident"
 	QuarantineSelector     = "irctl.dev/quarantine-selector"
 	DetachedLabels         = "irctl.dev/detached-labels"
+	QuarantinePlannedAt    = "irctl.dev/quarantine-planned-at"
+	QuarantineSet          = "irctl.dev/quarantine-set"
+	maxQuarantineSet       = 100
 )
+
+// detached is what the pods an earlier run of a detach step detached say.
+type detached struct {
+	pods      []string        // NS/NAME
+	chosen    map[string]bool // the names the step chose, when recorded
+	plannedAt time.Time       // the earliest plan time recorded
+}
+
+// missed reports whether pod, which the selector matches but no earlier
+// run detached, is one that run chose and did not reach, not a
+// replacement.
+func (d detached) missed(pod *corev1.Pod) bool {
+	if len(d.chosen) > 0 {
+		return d.chosen[pod.Name]
+	}
+	// Creation times are whole seconds: one in the plan's second may be a
+	// replacement, so only pods from an earlier second count.
+	return !d.plannedAt.IsZero() && pod.CreationTimestamp.Time.Before(d.plannedAt.Truncate(time.Second))
+}
 
 // selectors are the namespace's ReplicaSets and Services with a selector.
 type selectors struct {
@@ -248,21 +275,27 @@ func removedLabels(pod *corev1.Pod, keys []string) string {
 // detachedBefore lists the pods of ns that this incident already
 // quarantined and detached with this selector: those carrying the
 // quarantine labels and the step's annotations.
-func detachedBefore(ctx context.Context, c *kube.Clients, ns string, quarantine map[string]string, selector, incident string) ([]string, time.Time, error) {
+func detachedBefore(ctx context.Context, c *kube.Clients, ns string, quarantine map[string]string, selector, incident string) (detached, error) {
+	var d detached
 	list, err := c.Core.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{LabelSelector: labels.SelectorFromSet(quarantine).String()})
 	if err != nil {
-		return nil, time.Time{}, fmt.Errorf("list quarantined pods in %s: %s", ns, kube.Short(err))
+		return d, fmt.Errorf("list quarantined pods in %s: %s", ns, kube.Short(err))
 	}
-	var out []string
-	var newest time.Time
+	d.chosen = map[string]bool{}
 	for _, p := range list.Items {
-		if p.Annotations[QuarantinedForIncident] == incident && p.Annotations[QuarantineSelector] == selector {
-			out = append(out, ns+"/"+p.Name)
-			if p.CreationTimestamp.After(newest) {
-				newest = p.CreationTimestamp.Time
+		if p.Annotations[QuarantinedForIncident] != incident || p.Annotations[QuarantineSelector] != selector {
+			continue
+		}
+		d.pods = append(d.pods, ns+"/"+p.Name)
+		if t, err := time.Parse(time.RFC3339Nano, p.Annotations[QuarantinePlannedAt]); err == nil && (d.plannedAt.IsZero() || t.Before(d.plannedAt)) {
+			d.plannedAt = t
+		}
+		for _, n := range strings.Split(p.Annotations[QuarantineSet], ",") {
+			if n != "" {
+				d.chosen[n] = true
 			}
 		}
 	}
-	sort.Strings(out)
-	return out, newest, nil
+	sort.Strings(d.pods)
+	return d, nil
 }

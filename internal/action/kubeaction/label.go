@@ -6,6 +6,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -186,39 +187,43 @@ func (Label) Plan(ctx context.Context, env *action.Env, p runbook.Params) (*acti
 	}
 	ns, selector := p.String("namespace"), p.String("selector")
 	var pods []corev1.Pod
+	var setNames []string // the pods the step chose, for QuarantineSet
+	plannedAt := time.Now()
 	rerun := false
 	if detach && selector != "" && env.Incident != "" {
 		// The selector of a detached step matches the replacements once
-		// the pods are detached: a rerun in the incident leaves them be.
-		// A pod created before the newest one already detached is no
-		// replacement but one the earlier run missed (it stopped
-		// partway): the rerun finishes the job on those.
-		done, newest, err := detachedBefore(ctx, c, ns, want, selector, env.Incident)
+		// the pods are detached: a rerun in the incident leaves them be,
+		// and finishes the job on the originals an earlier run chose but
+		// did not reach (it stopped partway; see detached.missed).
+		done, err := detachedBefore(ctx, c, ns, want, selector, env.Incident)
 		if err != nil {
 			return nil, err
 		}
-		if len(done) > 0 {
+		if len(done.pods) > 0 {
 			list, err := c.Core.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{LabelSelector: selector})
 			if err != nil {
 				return nil, fmt.Errorf("list pods in %s: %s", ns, kube.Short(err))
 			}
 			var missed []corev1.Pod
-			for _, pod := range list.Items {
-				// Creation times are whole seconds: one in the newest
-				// detached pod's second may be a replacement, so only
-				// strictly older pods count as missed.
-				if pod.Annotations[QuarantinedForIncident] != env.Incident && pod.CreationTimestamp.Time.Before(newest) {
+			for i, pod := range list.Items {
+				if pod.Annotations[QuarantinedForIncident] != env.Incident && done.missed(&list.Items[i]) {
 					missed = append(missed, pod)
 				}
 			}
 			if len(missed) == 0 {
 				return &action.Plan{
 					Summary: fmt.Sprintf("%d pods in %s were already quarantined and detached for incident %s (%s); the selector %q now matches their replacements, which are left alone",
-						len(done), ns, env.Incident, strings.Join(action.Abbreviate(done, 5), ", "), selector),
+						len(done.pods), ns, env.Incident, strings.Join(action.Abbreviate(done.pods, 5), ", "), selector),
 					Noop: true,
 				}, nil
 			}
 			pods, rerun = missed, true
+			for n := range done.chosen {
+				setNames = append(setNames, n)
+			}
+			if !done.plannedAt.IsZero() {
+				plannedAt = done.plannedAt
+			}
 		}
 	}
 	if !rerun {
@@ -231,6 +236,14 @@ func (Label) Plan(ctx context.Context, env *action.Env, p runbook.Params) (*acti
 		if sel, err = loadSelectors(ctx, c, ns); err != nil {
 			return nil, err
 		}
+	}
+	for _, pod := range pods {
+		setNames = append(setNames, pod.Name)
+	}
+	slices.Sort(setNames)
+	chosenSet := ""
+	if setNames = slices.Compact(setNames); len(setNames) <= maxQuarantineSet {
+		chosenSet = strings.Join(setNames, ",")
 	}
 	var changes []labelChange
 	var targets, warnings []string
@@ -276,6 +289,8 @@ func (Label) Plan(ctx context.Context, env *action.Env, p runbook.Params) (*acti
 				QuarantinedForIncident: env.Incident,
 				QuarantineSelector:     selector,
 				DetachedLabels:         removedLabels(&pod, ch.Removed),
+				QuarantinePlannedAt:    plannedAt.UTC().Format(time.RFC3339Nano),
+				QuarantineSet:          chosenSet,
 			}
 			ch.PrevAnnotations = map[string]*string{}
 			for k := range ch.Annotations {
