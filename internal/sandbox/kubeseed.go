@@ -21,6 +21,7 @@ import (
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
+	"k8s.io/client-go/util/retry"
 	"k8s.io/utils/ptr"
 )
 
@@ -125,7 +126,7 @@ func seedNodes(ctx context.Context, cs kubernetes.Interface) error {
 		condition := func(t corev1.NodeConditionType, s corev1.ConditionStatus, reason string) corev1.NodeCondition {
 			return corev1.NodeCondition{Type: t, Status: s, Reason: reason, LastHeartbeatTime: now, LastTransitionTime: now}
 		}
-		node.Status = corev1.NodeStatus{
+		status := corev1.NodeStatus{
 			Capacity:    capacity,
 			Allocatable: capacity,
 			Phase:       corev1.NodeRunning,
@@ -148,24 +149,45 @@ func seedNodes(ctx context.Context, cs kubernetes.Interface) error {
 				Architecture:            "amd64",
 			},
 		}
-		if node, err = cs.CoreV1().Nodes().UpdateStatus(ctx, node, updateOpts); err != nil {
+		// kwok takes the Node as soon as it exists and writes its status
+		// and lease too: a write that lost the race reads it again.
+		err = retry.RetryOnConflict(retry.DefaultRetry, func() error {
+			node.Status = status
+			_, err := cs.CoreV1().Nodes().UpdateStatus(ctx, node, updateOpts)
+			if apierrors.IsConflict(err) {
+				if fresh, gerr := cs.CoreV1().Nodes().Get(ctx, name, metav1.GetOptions{}); gerr == nil {
+					node = fresh
+				}
+			}
+			return err
+		})
+		if err != nil {
 			return err
 		}
 		// The API server taints a new Node not-ready; the node lifecycle
 		// controller, which the sandbox does not run (see kcmControllers),
 		// would lift the taint once the Node reports Ready. Lift it, as it
 		// would.
-		var taints []corev1.Taint
-		for _, t := range node.Spec.Taints {
-			if t.Key != corev1.TaintNodeNotReady {
-				taints = append(taints, t)
-			}
-		}
-		if len(taints) != len(node.Spec.Taints) {
-			node.Spec.Taints = taints
-			if _, err := cs.CoreV1().Nodes().Update(ctx, node, updateOpts); err != nil {
+		err = retry.RetryOnConflict(retry.DefaultRetry, func() error {
+			node, err := cs.CoreV1().Nodes().Get(ctx, name, metav1.GetOptions{})
+			if err != nil {
 				return err
 			}
+			var taints []corev1.Taint
+			for _, t := range node.Spec.Taints {
+				if t.Key != corev1.TaintNodeNotReady {
+					taints = append(taints, t)
+				}
+			}
+			if len(taints) == len(node.Spec.Taints) {
+				return nil
+			}
+			node.Spec.Taints = taints
+			_, err = cs.CoreV1().Nodes().Update(ctx, node, updateOpts)
+			return err
+		})
+		if err != nil {
+			return err
 		}
 	}
 	return nil
