@@ -77,6 +77,30 @@ type kubelets struct {
 	ctx     context.Context // base of every request; cancelled by stop
 	cancel  context.CancelFunc
 	serving sync.WaitGroup // the Serve loops
+
+	cutMu sync.Mutex
+	cut   chan struct{} // closed (and replaced) by cutFollows
+}
+
+// cutFollows ends every follow stream in flight, as a real kubelet or a
+// proxy closing long requests does, while the containers run on.
+func (k *kubelets) cutFollows() {
+	k.cutMu.Lock()
+	defer k.cutMu.Unlock()
+	if k.cut != nil {
+		close(k.cut)
+	}
+	k.cut = make(chan struct{})
+}
+
+// cutSignal is the channel cutFollows closes next.
+func (k *kubelets) cutSignal() <-chan struct{} {
+	k.cutMu.Lock()
+	defer k.cutMu.Unlock()
+	if k.cut == nil {
+		k.cut = make(chan struct{})
+	}
+	return k.cut
 }
 
 // startKubelets starts a log endpoint for each of nodes. The logs' story
@@ -251,9 +275,12 @@ func (k *kubelets) containerLogs(node string, w http.ResponseWriter, r *http.Req
 	_ = rc.Flush()
 	tick := time.NewTicker(followTick)
 	defer tick.Stop()
+	cut := k.cutSignal()
 	for last := to; ; {
 		select {
 		case <-ctx.Done():
+			return
+		case <-cut:
 			return
 		case <-tick.C:
 			// The instant is read after the tick: every line stamped
@@ -549,4 +576,14 @@ func selfSignedCert(nodes []string) (tls.Certificate, error) {
 		return tls.Certificate{}, err
 	}
 	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}, nil
+}
+
+// CutLogStreams ends every `follow` log stream the simulated kubelets are
+// serving, while the containers run on: what a kubelet restart or a proxy's
+// request timeout does to `kubectl logs -f`. Tests use it to prove a
+// follower asks again and loses no line.
+func (s *Sandbox) CutLogStreams() {
+	if s.kubelets != nil {
+		s.kubelets.cutFollows()
+	}
 }

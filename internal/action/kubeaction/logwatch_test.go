@@ -269,3 +269,57 @@ func TestLogWatchShowsTheEarliestMatches(t *testing.T) {
 		t.Error("show: 0 keeps none")
 	}
 }
+
+// A follow stream that ends while the container runs on (a kubelet
+// restart, a proxy's timeout) is asked for again from the last line seen:
+// every request made before, between and after two cuts is reported
+// exactly once.
+func TestLogWatchFollowsAgainWhenTheStreamIsCut(t *testing.T) {
+	e := newEvEnv(t)
+	sb := sandboxtest.Get(t)
+	run := "cut-" + randHex(4)
+	p := LogWatch{}.Spec().MustBind(map[string]any{"namespace": sandbox.DemoNamespace, "selector": "app=orchestrator",
+		"pattern": run, "for": 9 * time.Second, "name": "cut"})
+	plan, err := LogWatch{}.Plan(t.Context(), e.Env, p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() {
+		_, err := LogWatch{}.Apply(context.Background(), e.Env, p, plan)
+		done <- err
+	}()
+	time.Sleep(1500 * time.Millisecond)
+	for _, phase := range []string{"a", "b", "c"} {
+		for i := range 3 {
+			orchRequest(t, run+"-"+phase+strconv.Itoa(i))
+		}
+		if phase != "c" {
+			// The stream ends with lines sent and, perhaps, some not
+			// yet: both must come out once.
+			time.Sleep(700 * time.Millisecond)
+			sb.CutLogStreams()
+			time.Sleep(300 * time.Millisecond)
+		}
+	}
+	if err := <-done; err != nil {
+		t.Fatalf("apply: %v", err)
+	}
+	seen := map[string]int{}
+	for _, m := range watchMatches(t, e, "log-watch/cut.jsonl") {
+		for _, phase := range []string{"a", "b", "c"} {
+			for i := range 3 {
+				if strings.Contains(m.Line, `ua="`+run+"-"+phase+strconv.Itoa(i)+`"`) {
+					seen[phase+strconv.Itoa(i)]++
+				}
+			}
+		}
+	}
+	for _, phase := range []string{"a", "b", "c"} {
+		for i := range 3 {
+			if n := seen[phase+strconv.Itoa(i)]; n != 1 {
+				t.Errorf("request %s-%s%d reported %d times, want once (all: %v)", run, phase, i, n, seen)
+			}
+		}
+	}
+}
