@@ -243,17 +243,24 @@ func StepActions(steps []runbook.Step) []string {
 	return out
 }
 
+// acting leaves out the steps whose only_if is empty: they do nothing, so
+// they use no server, need no permission and ask nothing.
+func acting(steps []runbook.Step) []runbook.Step {
+	var out []runbook.Step
+	for _, s := range steps {
+		if s.Skip == "" {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
 // Preflight runs before the first write of a phase: every server the
 // steps use must answer (so an unreachable database cannot strand a phase
 // half done), and every Kubernetes permission they declare must be granted.
 // A client dry run writes nothing and checks only reachability.
 func (e *Engine) Preflight(ctx context.Context, all []runbook.Step) error {
-	var steps []runbook.Step
-	for _, s := range all {
-		if s.Skip == "" { // a skipped step uses nothing
-			steps = append(steps, s)
-		}
-	}
+	steps := acting(all)
 	uses := Servers(e.Registry, StepActions(steps))
 	var perms []kube.Permission
 	for _, s := range steps {

@@ -456,16 +456,23 @@ func TestUnresolvedStepRefusesTheRunBeforeAnything(t *testing.T) {
 }
 
 // A step whose only_if is empty is journaled as having nothing to do, with
-// why; its action is never asked to plan or apply.
+// why; its action is never asked to plan or apply, and it needs neither a
+// confirmation (no terminal, no --yes) nor a server for the lock.
 func TestSkippedStepIsNeverPlanned(t *testing.T) {
 	a := &fakeAction{name: "fake.restart", destructive: true}
 	r := newRig(t, a)
 	r.eng.Runbook.Phases["contain"][0].Skip = "no deployment given"
-	if _, err := r.eng.RunPhase(context.Background(), "contain"); err != nil {
-		t.Fatal(err)
+	r.p.terminal = false
+	var lockedFor map[string]bool
+	r.eng.Lock = func(_ context.Context, servers map[string]bool) (func(), error) {
+		lockedFor = servers
+		return func() {}, nil
 	}
-	if a.planned != 0 || a.applied != 0 || len(r.p.asked) != 0 {
-		t.Errorf("a skipped step was planned %d, applied %d times, asked %v", a.planned, a.applied, r.p.asked)
+	if _, err := r.eng.Run(context.Background(), RunOptions{Command: "run", Phases: []string{"contain"}}); err != nil {
+		t.Fatalf("run: %v\n%s", err, r.out)
+	}
+	if a.planned != 0 || a.applied != 0 || len(r.p.asked) != 0 || len(lockedFor) != 0 {
+		t.Errorf("a skipped step was planned %d, applied %d times, asked %v, locked for %v", a.planned, a.applied, r.p.asked, lockedFor)
 	}
 	recs := r.journal()
 	last := recs[len(recs)-1]

@@ -299,3 +299,31 @@ phases:
 		t.Fatalf("a noop rerun moved _finished_at from %s to %v", vals[0], got)
 	}
 }
+
+// A step that only ever had nothing to do finished when it first found
+// that out; an outcome with failed targets is no finish.
+func TestFinishedAtOfASkippedStepIsItsFirstNoop(t *testing.T) {
+	inc, err := incident.Declare(t.TempDir(), "P1", "refs test", "tester", time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	j, err := inc.Journal()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t0 := time.Date(2026, 12, 3, 10, 0, 0, 0, time.UTC)
+	for _, r := range []incident.Record{
+		{Kind: incident.KindNoop, Phase: "contain", Step: "restart", Plan: "skipped: none given", Time: t0},
+		{Kind: incident.KindNoop, Phase: "contain", Step: "restart", Plan: "skipped: none given", Time: t0.Add(time.Hour)},
+		{Kind: incident.KindIntent, Phase: "contain", Step: "restart", DryRun: "none", Time: t0.Add(2 * time.Hour)},
+		{Kind: incident.KindOutcome, Phase: "contain", Step: "restart", DryRun: "none", Failed: []byte(`[{"target":"x"}]`), Time: t0.Add(2 * time.Hour)},
+	} {
+		if _, err := j.Append(r); err != nil {
+			t.Fatal(err)
+		}
+	}
+	vals, src, err := JournalResults{Dir: inc.Dir()}.Column("contain", "restart", runbook.FinishedAtColumn)
+	if err != nil || len(vals) != 1 || vals[0] != t0.Format(time.RFC3339Nano) || !strings.Contains(src, "it had nothing to do") {
+		t.Fatalf("got %v %q %v, want the first noop's time %s", vals, src, err, t0)
+	}
+}

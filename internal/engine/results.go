@@ -37,11 +37,11 @@ func (r JournalResults) Column(phase, step, column string) ([]string, string, er
 	if err != nil {
 		return nil, "", err
 	}
-	// The step's last intent and, after it, its outcome; a later noop
-	// (nothing to run) means the step has no result now.
 	if column == runbook.FinishedAtColumn {
 		return finishedAt(recs, phase, step)
 	}
+	// The step's last intent and, after it, its outcome; a later noop
+	// (nothing to run) means the step has no result now.
 	intent, outcome := -1, -1
 	var last *incident.Record
 	for i := range recs {
@@ -108,9 +108,9 @@ func (r JournalResults) Column(phase, step, column string) ([]string, string, er
 }
 
 // finishedAt is the time the step's last successful run finished (its
-// outcome), or, when it only ever had nothing to do, when it found that
-// out. A later rerun that has nothing to do (a restart already done) does
-// not move it: the change took effect at the first time.
+// outcome, every target done), or, when it only ever had nothing to do,
+// when it first found that out. A later rerun that has nothing to do (a
+// restart already done) does not move it: the change took effect then.
 func finishedAt(recs []incident.Record, phase, step string) ([]string, string, error) {
 	var done, noop *incident.Record
 	pending := false
@@ -123,12 +123,14 @@ func finishedAt(recs []incident.Record, phase, step string) ([]string, string, e
 		case incident.KindIntent:
 			pending = true
 		case incident.KindOutcome:
-			if pending && rec.Error == "" {
+			if pending && rec.Error == "" && len(rec.Failed) == 0 {
 				done = rec
 			}
 			pending = false
 		case incident.KindNoop:
-			noop = rec
+			if noop == nil {
+				noop = rec
+			}
 		}
 	}
 	switch {

@@ -68,11 +68,13 @@ func (e *Engine) Run(ctx context.Context, o RunOptions) ([]*Report, error) {
 		e.printf("nothing to resume: every step of the last run (%s) is done\n", o.Command)
 		return nil, nil
 	}
-	if err := e.refuseWithoutTerminal(pending); err != nil {
+	// Steps whose only_if is empty do nothing: they need no confirmation
+	// and no server.
+	if err := e.refuseWithoutTerminal(acting(pending)); err != nil {
 		return nil, err
 	}
 	if e.Lock != nil {
-		release, err := e.Lock(ctx, Servers(e.Registry, StepActions(pending)))
+		release, err := e.Lock(ctx, Servers(e.Registry, StepActions(acting(pending))))
 		if err != nil {
 			return nil, e.stopped(ctx, strings.Join(o.Phases, ", "), "locking", err)
 		}
