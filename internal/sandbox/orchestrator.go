@@ -135,22 +135,34 @@ func startOrchestratorAPI(ctx context.Context, cfg *rest.Config, pgPort int, req
 	return o, nil
 }
 
-// follow syncs on every watch event of the Deployment, re-watching when
-// the watch ends (the API server closes watches every few minutes).
+// follow syncs on every watch event of the Deployment. Each watch starts
+// from the resourceVersion of a fresh read, so no event older than what
+// was synced arrives; when it ends (the API server closes watches after
+// its request timeout, or on a 410 Gone), it reads and watches again.
 func (o *orchestratorAPI) follow(ctx context.Context) {
+	pause := func() {
+		select {
+		case <-ctx.Done():
+		case <-time.After(orchestratorPoll):
+		}
+	}
 	for ctx.Err() == nil {
+		dep, err := o.cs.AppsV1().Deployments(DemoNamespace).Get(ctx, OrchestratorDeployment, metav1.GetOptions{})
+		if err != nil {
+			o.setErr(err)
+			pause()
+			continue
+		}
+		o.sync(ctx, dep)
 		w, err := o.cs.AppsV1().Deployments(DemoNamespace).Watch(ctx, metav1.ListOptions{
-			FieldSelector: fields.OneTermEqualSelector("metadata.name", OrchestratorDeployment).String(),
+			FieldSelector:   fields.OneTermEqualSelector("metadata.name", OrchestratorDeployment).String(),
+			ResourceVersion: dep.ResourceVersion,
 		})
 		if err != nil {
 			o.setErr(err)
-			select {
-			case <-ctx.Done():
-			case <-time.After(orchestratorPoll):
-			}
+			pause()
 			continue
 		}
-		o.sync(ctx, nil) // what changed before the watch started
 		resync := time.NewTicker(orchestratorResync)
 		for open := true; open; {
 			select {
@@ -167,6 +179,7 @@ func (o *orchestratorAPI) follow(ctx context.Context) {
 		}
 		resync.Stop()
 		w.Stop()
+		pause()
 	}
 }
 
@@ -221,8 +234,8 @@ func (o *orchestratorAPI) sync(ctx context.Context, dep *appsv1.Deployment) bool
 		o.selector = sel.String()
 		o.mu.Unlock()
 	}
-	if loaded && dep.Generation == gen {
-		return true
+	if loaded && dep.Generation <= gen {
+		return true // nothing new (or an older view than the one live)
 	}
 	if !loaded || dep.Generation != pendingGen {
 		cfg, err := o.resolve(ctx, dep)
