@@ -110,6 +110,10 @@ func (o *orchestratorAPI) api(rw http.ResponseWriter, r *http.Request) {
 	info := &requestInfo{}
 	addr := callerAddr(r)
 	defer func() { o.logRequest(ctx, r, addr, w, info, time.Since(began)) }()
+	// The audit row is stamped when the request was judged, with the key
+	// live then: a request the old key let in just before a rotation went
+	// live is not dated after it by a slow INSERT.
+	judged := time.Now()
 	key, pool := o.state()
 	if pool == nil {
 		info.reason = "database not configured"
@@ -125,7 +129,7 @@ func (o *orchestratorAPI) api(rw http.ResponseWriter, r *http.Request) {
 		if ae.prefix != "" {
 			details["key_prefix"] = ae.prefix
 		}
-		if aerr := audit(ctx, pool, "authentication_failed", ae.userID, r, addr, details); aerr != nil {
+		if aerr := audit(ctx, pool, judged, "authentication_failed", ae.userID, r, addr, details); aerr != nil {
 			dbUnavailable(w, aerr)
 			return
 		}
@@ -145,7 +149,7 @@ func (o *orchestratorAPI) api(rw http.ResponseWriter, r *http.Request) {
 	if who.KeyPrefix != "" {
 		details["key_prefix"] = who.KeyPrefix
 	}
-	if err := audit(ctx, pool, "api_call", who.UserID, r, addr, details); err != nil {
+	if err := audit(ctx, pool, judged, "api_call", who.UserID, r, addr, details); err != nil {
 		dbUnavailable(w, err)
 		return
 	}
@@ -300,8 +304,8 @@ func authJWT(ctx context.Context, pool *pgxpool.Pool, key []byte, token string) 
 	return c, nil
 }
 
-// audit writes one audit_events row; userID 0 is stored as NULL.
-func audit(ctx context.Context, pool *pgxpool.Pool, event string, userID int64, r *http.Request, addr netip.Addr, details map[string]any) error {
+// audit writes one audit_events row dated at; userID 0 is stored as NULL.
+func audit(ctx context.Context, pool *pgxpool.Pool, at time.Time, event string, userID int64, r *http.Request, addr netip.Addr, details map[string]any) error {
 	var uid *int64
 	if userID != 0 {
 		uid = &userID
@@ -310,8 +314,8 @@ func audit(ctx context.Context, pool *pgxpool.Pool, event string, userID int64, 
 	if addr.IsValid() {
 		ip = &addr
 	}
-	_, err := pool.Exec(ctx, `INSERT INTO audit_events (event_type, user_id, resource_id, ip_address, user_agent, details)
-		VALUES ($1, $2, $3, $4, $5, $6)`, event, uid, r.URL.Path, ip, r.UserAgent(), details)
+	_, err := pool.Exec(ctx, `INSERT INTO audit_events (timestamp, event_type, user_id, resource_id, ip_address, user_agent, details)
+		VALUES ($1, $2, $3, $4, $5, $6, $7)`, at, event, uid, r.URL.Path, ip, r.UserAgent(), details)
 	return err
 }
 
