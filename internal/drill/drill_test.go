@@ -100,7 +100,7 @@ func runDrill(t *testing.T, scenario string) (int, drill.Score, drill.JUnit, str
 		t.Errorf("go-junit reads %d cases, %d failed; the score has %d cases, %d failed", total, failing, len(s.Cases), j.Failures)
 	}
 	for _, secret := range []string{sb.AttackerAPIKey, sb.AttackerJWT, "drill-llm-provider-key"} {
-		if strings.Contains(out.String()+errb.String()+string(data), secret) {
+		if strings.Contains(out.String()+errb.String()+string(data)+string(md), secret) {
 			t.Fatal("a secret is in the drill's output")
 		}
 	}
@@ -161,8 +161,10 @@ func TestLeakedAPIKeysDrillLocksTheAttackerOut(t *testing.T) {
 	if s.Notified == 0 || slack != 1 || hooks != 1 || mails.Total == 0 || s.Notified != slack+hooks+mails.Total {
 		t.Errorf("notifications delivered %d; received: %d Slack, %d webhook, %d mails", s.Notified, slack, hooks, mails.Total)
 	}
-	if s.TimeToContain <= 0 || s.TimeToContain != s.Phases[0].Done {
-		t.Errorf("time to contain %s, contain done %s after the declaration", s.TimeToContain, s.Phases[0].Done)
+	// How it is computed is TestLockoutIsJudgedFromAttemptsAfterContain's;
+	// here, that the drill reports it.
+	if s.TimeToContain <= 0 {
+		t.Errorf("time to contain %s", s.TimeToContain)
 	}
 	t.Logf("time to contain: %s", s.TimeToContain)
 }

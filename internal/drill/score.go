@@ -85,7 +85,7 @@ type Evidence struct {
 
 // Case is one judged item: a JUnit test case.
 type Case struct {
-	Group    string        `json:"group"` // lockout, phase, step, check, evidence
+	Group    string        `json:"group"` // lockout, phase, step, check, undo, evidence, report
 	Name     string        `json:"name"`
 	Result   string        `json:"result"` // pass, fail, skipped
 	Message  string        `json:"message,omitempty"`
