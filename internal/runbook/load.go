@@ -348,7 +348,11 @@ func Load(file string, data []byte, o Options) (*Runbook, error) {
 				}
 				pd, ok := defs[k]
 				if !ok {
-					add(kl, "step %s: action %s has no param %q%s", st.Name, sd.Action, k, suggest(k, paramNames(spec)))
+					hint := suggest(k, paramNames(spec))
+					if k == "only_if" || k == "skip_message" {
+						hint = " (only_if and skip_message are fields of the step, next to action:, not under with:)"
+					}
+					add(kl, "step %s: action %s has no param %q%s", st.Name, sd.Action, k, hint)
 					continue
 				}
 				if pd.SQL && hasTemplate(sd.With[k]) {

@@ -16,9 +16,11 @@ import (
 //	  only_if: "{{ .jwt_consumer_deployment }}"
 //	  skip_message: no jwt_consumer_deployment given
 //
-// An empty value (nil, "", false, an empty list or map) skips the step: the
-// engine journals it as having nothing to do, with the message, and
-// neither plans it nor asks for its permissions; the action never sees it.
+// An empty value (nothing, "", false, an empty list or map) skips the step:
+// the engine journals it as having nothing to do, with the message (a
+// template too), and neither plans it, asks for its permissions or
+// confirmation, nor locks or checks the servers for it; the action never
+// sees it.
 
 // defaultSkipMessage is what an empty only_if means when the step says
 // nothing else.
@@ -26,7 +28,8 @@ const defaultSkipMessage = "only_if is empty"
 
 // loadOnlyIf renders the step's only_if and sets st.Skip when it is empty.
 func loadOnlyIf(st *Step, sd *stepDoc, stepNode *yaml.Node, data map[string]any, add func(int, string, ...any)) {
-	if sd.OnlyIf == nil {
+	// `only_if:` with nothing after it is there and empty.
+	if sd.OnlyIf == nil && child(stepNode, "only_if") == nil {
 		if sd.SkipMessage != "" {
 			add(valueLine(stepNode, "skip_message"), "step %s: skip_message without only_if", st.Name)
 		}
@@ -42,9 +45,18 @@ func loadOnlyIf(st *Step, sd *stepDoc, stepNode *yaml.Node, data map[string]any,
 	case len(missing) > 0:
 		st.Unresolved = append(st.Unresolved, missing...)
 	case isEmptyValue(v):
-		st.Skip = sd.SkipMessage
-		if st.Skip == "" {
-			st.Skip = defaultSkipMessage
+		st.Skip = defaultSkipMessage
+		if sd.SkipMessage != "" {
+			msg, missing, err := render(sd.SkipMessage, data)
+			if err != nil {
+				add(valueLine(stepNode, "skip_message"), "step %s: skip_message: %v", st.Name, err)
+				return
+			}
+			if len(missing) > 0 {
+				st.Unresolved = append(st.Unresolved, missing...)
+				return
+			}
+			st.Skip = fmt.Sprint(msg)
 		}
 	}
 }

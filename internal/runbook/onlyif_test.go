@@ -62,4 +62,18 @@ phases:
 	if _, err := Load("o.yaml", []byte(bad), Options{Catalog: cat}); err == nil || !strings.Contains(err.Error(), "o.yaml:16: step lookup: skip_message without only_if") {
 		t.Fatalf("skip_message without only_if: %v", err)
 	}
+	// only_if: with nothing after it is empty; skip_message is a template.
+	null := strings.Replace(doc, "      only_if: \"{{ .deployment }}\"\n      skip_message: no deployment given\n", "      only_if:\n      skip_message: \"no deployment in {{ .ips }}\"\n", 1)
+	rb, err = Load("o.yaml", []byte(null), Options{Catalog: cat, Set: map[string]string{"deployment": "web"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s := rb.Phases["contain"][0]; s.Skip != "no deployment in []" {
+		t.Fatalf("only_if with no value: skip %q", s.Skip)
+	}
+	// The old place, under with:, says where it goes now.
+	old := strings.Replace(doc, "      only_if: \"{{ .deployment }}\"\n      skip_message: no deployment given\n      with: {deployment: \"{{ .deployment }}\"}", "      with: {deployment: \"{{ .deployment }}\", only_if: \"{{ .deployment }}\"}", 1)
+	if _, err := Load("o.yaml", []byte(old), Options{Catalog: cat, Set: map[string]string{"deployment": "web"}}); err == nil || !strings.Contains(err.Error(), `has no param "only_if" (only_if and skip_message are fields of the step`) {
+		t.Fatalf("only_if under with: %v", err)
+	}
 }
