@@ -70,7 +70,8 @@ type Credential struct {
 	// is the credential. Each attempt fires it as the CronJob controller
 	// would (a Job from its template, created with dryRun=All so the drill
 	// does not flood the cluster): it gets in while the CronJob exists
-	// unsuspended and the API server would admit its Job.
+	// unsuspended and its Job passes the API server's validation and
+	// admission (the sandbox has no policy that would refuse it).
 	CronJob string `yaml:"cronjob"`
 }
 
@@ -166,8 +167,8 @@ func Load(file string, data []byte) (*Scenario, error) {
 		case c.Name == "":
 			add(l, "attacker.credentials[%d]: name is required", i)
 		case c.CronJob != "":
-			if ns, n, ok := strings.Cut(c.CronJob, "/"); !ok || ns == "" || n == "" || c.Value != "" || c.Header != "" || c.ServiceAccount != "" || (c.Target != "" && c.Target != TargetKube) {
-				add(l, "attacker.credentials[%d]: cronjob is NAMESPACE/NAME, without header, value, service_account or another target", i)
+			if ns, n, ok := strings.Cut(c.CronJob, "/"); !ok || ns == "" || n == "" || c.Value != "" || c.Header != "" || c.ServiceAccount != "" || c.Path != "" || (c.Target != "" && c.Target != TargetKube) {
+				add(l, "attacker.credentials[%d]: cronjob is NAMESPACE/NAME, without header, value, path, service_account or another target", i)
 			}
 		case c.ServiceAccount != "":
 			if ns, n, ok := strings.Cut(c.ServiceAccount, "/"); !ok || ns == "" || n == "" || c.Value != "" || c.Header != "" {

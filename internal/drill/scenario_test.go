@@ -71,6 +71,7 @@ func TestCronJobCredentialIsNamespaceAndNameAlone(t *testing.T) {
 		"{name: m, cronjob: kube-cleanup, stopped_by: eradicate/x}",
 		"{name: m, cronjob: kube-system/kube-cleanup, header: X, value: v, stopped_by: eradicate/x}",
 		"{name: m, cronjob: kube-system/kube-cleanup, target: orchestrator, stopped_by: eradicate/x}",
+		"{name: m, cronjob: kube-system/kube-cleanup, path: /x, stopped_by: eradicate/x}",
 	} {
 		data := "name: x\nrunbook: security-incident\nphases:\n  - phase: contain\nattacker:\n  credentials:\n    - " + c + "\n"
 		if _, err := Load("x.yaml", []byte(data)); err == nil || !strings.Contains(err.Error(), "x.yaml:7: attacker.credentials[0]: cronjob is NAMESPACE/NAME") {

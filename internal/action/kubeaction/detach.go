@@ -48,6 +48,7 @@ type detached struct {
 	pods      []string        // NS/NAME
 	chosen    map[string]bool // the names the step chose, when recorded
 	plannedAt time.Time       // the earliest plan time recorded
+	newest    time.Time       // the newest detached pod's creation
 }
 
 // missed reports whether pod, which the selector matches but no earlier
@@ -59,7 +60,12 @@ func (d detached) missed(pod *corev1.Pod) bool {
 	}
 	// Creation times are whole seconds: one in the plan's second may be a
 	// replacement, so only pods from an earlier second count.
-	return !d.plannedAt.IsZero() && pod.CreationTimestamp.Time.Before(d.plannedAt.Truncate(time.Second))
+	if !d.plannedAt.IsZero() {
+		return pod.CreationTimestamp.Time.Before(d.plannedAt.Truncate(time.Second))
+	}
+	// Pods detached by an irctl that recorded neither: older than the
+	// newest of them (its originals may share that second, and be left).
+	return pod.CreationTimestamp.Time.Before(d.newest)
 }
 
 // selectors are the namespace's ReplicaSets and Services with a selector.
@@ -287,6 +293,9 @@ func detachedBefore(ctx context.Context, c *kube.Clients, ns string, quarantine 
 			continue
 		}
 		d.pods = append(d.pods, ns+"/"+p.Name)
+		if p.CreationTimestamp.After(d.newest) {
+			d.newest = p.CreationTimestamp.Time
+		}
 		if t, err := time.Parse(time.RFC3339Nano, p.Annotations[QuarantinePlannedAt]); err == nil && (d.plannedAt.IsZero() || t.Before(d.plannedAt)) {
 			d.plannedAt = t
 		}

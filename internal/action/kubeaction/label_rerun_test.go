@@ -104,4 +104,10 @@ func TestMissedByPlanTimeWithoutTheNames(t *testing.T) {
 	if (detached{}).missed(pod("x", planned)) {
 		t.Error("nothing recorded: nothing counts as missed")
 	}
+	// Detached by an irctl that recorded neither: older than the newest
+	// detached pod.
+	legacy := detached{newest: planned.Truncate(time.Second)}
+	if !legacy.missed(pod("orig", planned.Add(-time.Minute))) || legacy.missed(pod("repl", planned.Truncate(time.Second))) {
+		t.Error("the creation-time fallback")
+	}
 }
