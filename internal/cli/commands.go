@@ -194,6 +194,9 @@ func showRunbook(f *factory, rb *runbook.Runbook) error {
 			if len(s.Unresolved) > 0 {
 				fmt.Fprintf(w, "     needs --set %s\n", strings.Join(s.Unresolved, ", "))
 			}
+			if s.Skip != "" {
+				fmt.Fprintf(w, "     skipped, only_if is empty: %s\n", s.Skip)
+			}
 			if s.Expect != nil {
 				fmt.Fprintf(w, "     expect: %s\n", s.Expect)
 			}
@@ -216,7 +219,7 @@ func runbookView(f *factory, rb *runbook.Runbook) map[string]any {
 	for ph, steps := range rb.Phases {
 		for _, s := range steps {
 			spec, _ := f.registry.Spec(s.Action)
-			phases[ph] = append(phases[ph], map[string]any{"name": s.Name, "action": s.Action, "destructive": spec.Destructive, "line": s.Line, "description": s.Description, "params": s.Params.Display(spec, rb.Secrets), "needs": s.Unresolved, "expect": s.Expect.String()})
+			phases[ph] = append(phases[ph], map[string]any{"name": s.Name, "action": s.Action, "destructive": spec.Destructive, "line": s.Line, "description": s.Description, "params": s.Params.Display(spec, rb.Secrets), "needs": s.Unresolved, "expect": s.Expect.String(), "skipped": s.Skip})
 		}
 	}
 	return map[string]any{"name": rb.Name, "description": rb.Description, "source": rb.Source, "file": rb.File, "sha256": rb.Hash, "params": params, "phases": phases}

@@ -48,6 +48,13 @@ func TestRunFlagsOnlyOnCommandsThatRun(t *testing.T) {
 	if r := runOffline("runbook", "show", "-f", "security-incident", "--set", "namespace=prod"); r.code != 0 {
 		t.Errorf("runbook show -f --set: exit %d %q", r.code, r.stderr)
 	}
+	// A step its only_if skips says so, until the value is given.
+	if r := runOffline("runbook", "show"); !strings.Contains(r.stdout, "skipped, only_if is empty: no suspicious_ips given") {
+		t.Errorf("runbook show does not say compromised-accounts is skipped:\n%s", r.stdout)
+	}
+	if r := runOffline("runbook", "show", "--set", "suspicious_ips=203.0.113.7"); strings.Contains(r.stdout, "skipped, only_if is empty") {
+		t.Errorf("runbook show --set suspicious_ips still says skipped:\n%s", r.stdout)
+	}
 }
 
 // The factory parses --dry-run and -o once, as the flags are set.
