@@ -17,6 +17,7 @@ package sandbox
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"maps"
@@ -143,13 +144,19 @@ func waitPrometheus(ctx context.Context, comp *component, base string) error {
 // rulesSync is the stand-in for the kubelet's ConfigMap volume and the
 // config-reload sidecar.
 type rulesSync struct {
-	prom   *promFiles
-	url    string
-	logf   func(string, ...any)
-	store  cache.Store
-	cancel context.CancelFunc
-	done   chan struct{}
+	prom  *promFiles
+	url   string
+	logf  func(string, ...any)
+	store cache.Store
+	// unloaded: the files changed since Prometheus last accepted a reload.
+	unloaded bool
+	cancel   context.CancelFunc
+	done     chan struct{}
 }
+
+// errRefused marks a reload Prometheus answered and refused (invalid
+// rules), which only a change of the ConfigMaps can mend.
+var errRefused = errors.New("prometheus refused the reload")
 
 // startRulesSync writes the rules ConfigMaps to prom's rules directory and
 // reloads Prometheus at url on every change, until stop. It returns once
@@ -202,11 +209,16 @@ func startRulesSync(ctx context.Context, cfg *rest.Config, prom *promFiles, url 
 			case <-runCtx.Done():
 				return
 			case <-changed:
-				if err := r.sync(runCtx); err != nil && runCtx.Err() == nil {
-					// Invalid rules are refused by Prometheus, which keeps
-					// the rules it had, as in a cluster; nothing to retry
-					// until the ConfigMap changes.
-					logf("prometheus rules: %v", err)
+				err := r.sync(runCtx)
+				if err == nil || runCtx.Err() != nil {
+					continue
+				}
+				logf("prometheus rules: %v", err)
+				// Invalid rules are refused by Prometheus, which keeps the
+				// rules it had, as in a cluster: nothing to retry until a
+				// ConfigMap changes. Anything else is retried.
+				if !errors.Is(err, errRefused) {
+					time.AfterFunc(time.Second, func() { signal(nil) })
 				}
 			}
 		}
@@ -237,10 +249,17 @@ func (r *rulesSync) sync(ctx context.Context) error {
 		want[cm.Name] = files
 	}
 	changed, err := r.write(want)
-	if err != nil || !changed {
+	if changed {
+		r.unloaded = true
+	}
+	if err != nil || !r.unloaded {
 		return err
 	}
-	return r.reload(ctx)
+	if err := r.reload(ctx); err != nil {
+		return err
+	}
+	r.unloaded = false
+	return nil
 }
 
 // write brings the rules directory and the list of its subdirectories in
@@ -321,7 +340,7 @@ func (r *rulesSync) reload(ctx context.Context) error {
 	defer resp.Body.Close()
 	body, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
 	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("prometheus refused the reload (%s says why): %s", r.prom.comp.log, strings.TrimSpace(string(body)))
+		return fmt.Errorf("%w (%s says why): %s", errRefused, r.prom.comp.log, strings.TrimSpace(string(body)))
 	}
 	return nil
 }
