@@ -17,6 +17,7 @@ package sandbox
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -77,6 +78,10 @@ func (s *Sandbox) startPrometheus(binDir string) error {
 		"--web.listen-address=" + s.prom.addr,
 		"--web.enable-lifecycle",
 		"--log.level=warn",
+		// Targets reach the scrape manager in batches 5s apart by default,
+		// which would hold the first self-scrape (and a sandbox waiting for
+		// it) that long.
+		"--scrape.discovery-reload-interval=100ms",
 	}
 	comp, err := startComponent("prometheus", filepath.Join(binDir, "prometheus"), args, s.kubeDir)
 	if err != nil {
@@ -118,7 +123,8 @@ func (p *promFiles) render(ruleDirs []string) []byte {
 	return []byte(b.String())
 }
 
-// waitPrometheus waits until Prometheus is ready (or has exited).
+// waitPrometheus waits until Prometheus has scraped itself, so that its
+// own metrics can be queried (or until it has exited).
 func waitPrometheus(ctx context.Context, comp *component, base string) error {
 	ctx, cancel := context.WithTimeout(ctx, time.Minute)
 	defer cancel()
@@ -126,16 +132,20 @@ func waitPrometheus(ctx context.Context, comp *component, base string) error {
 		if err := comp.running(); err != nil {
 			return err
 		}
-		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, base+"/-/ready", nil)
+		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, base+"/api/v1/query?query=up", nil)
 		if resp, err := http.DefaultClient.Do(req); err == nil {
+			var r struct {
+				Data struct{ Result []json.RawMessage }
+			}
+			err := json.NewDecoder(resp.Body).Decode(&r)
 			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
+			if err == nil && resp.StatusCode == http.StatusOK && len(r.Data.Result) > 0 {
 				return nil
 			}
 		}
 		select {
 		case <-ctx.Done():
-			return fmt.Errorf("prometheus was not ready at %s: %w", base, ctx.Err())
+			return fmt.Errorf("prometheus at %s had not scraped itself: %w", base, ctx.Err())
 		case <-time.After(100 * time.Millisecond):
 		}
 	}
