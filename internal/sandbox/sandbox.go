@@ -154,10 +154,9 @@ func DefaultBinDir() string {
 }
 
 // CheckBins reports whether everything the sandbox runs is installed:
-// kube-apiserver, etcd, kube-controller-manager, kube-scheduler, kwok and
+// kube-apiserver, etcd, kube-controller-manager, kube-scheduler, kwok,
 // mailpit and prometheus in binDir, and PostgreSQL's initdb and postgres
-// (see EnvPGBin). The error
-// names the missing binary and how to get it.
+// (see EnvPGBin). The error names the missing binary and how to get it.
 func CheckBins(binDir string) error {
 	all := slices.Concat(controlPlaneBins, clusterBins, notifyBins, monitoringBins)
 	for _, name := range all {
@@ -187,9 +186,9 @@ func checkExecutable(path string) error {
 var quietControllerRuntime sync.Once
 
 // Start starts etcd, kube-apiserver, the controller manager, scheduler and
-// kwok, PostgreSQL, Mailpit and Prometheus, seeds them if o.Seed (returning once the seeded
-// workloads are Ready), and writes the state files. On error it stops
-// whatever it started.
+// kwok, PostgreSQL, Mailpit and Prometheus, seeds them if o.Seed (returning
+// once the seeded workloads are Ready), and writes the state files. On
+// error it stops whatever it started.
 func Start(ctx context.Context, o Options) (_ *Sandbox, err error) {
 	began := time.Now()
 	if err := checkPlatform(); err != nil {
@@ -437,8 +436,8 @@ func (s *Sandbox) AddKubeUser(name string, groups []string) (*rest.Config, error
 }
 
 // Stop stops the rules sync, Prometheus, Mailpit, kwok, the scheduler and
-// controller manager, the stand-in kubelets and snapshot controller, kube-apiserver, etcd and PostgreSQL,
-// and deletes the servers' data. Files written to a caller-given
+// controller manager, the stand-in kubelets and snapshot controller,
+// kube-apiserver, etcd and PostgreSQL, and deletes the servers' data. Files written to a caller-given
 // Options.Dir stay. Calling it again returns the first call's result.
 func (s *Sandbox) Stop() error {
 	s.stopOnce.Do(func() {
