@@ -11,8 +11,9 @@ package sandbox
 // /-/reload on a change. No kubelet or sidecar runs here, so a loop in the
 // sandbox's process does their part: it watches the ConfigMaps of
 // namespace monitoring labelled as Prometheus rules (RulesLabel), writes
-// their keys to DIR/rules/CONFIGMAP/KEY as the volume would, removes the
-// files of deleted ones, and asks Prometheus to reload.
+// their keys to DIR/rules/CONFIGMAP/KEY as the volume would, lists each
+// such directory under rule_files in prometheus.yml, removes the files of
+// deleted ones, and asks Prometheus to reload.
 
 import (
 	"bytes"
@@ -50,7 +51,8 @@ const (
 )
 
 // promInterval is the self-scrape and rule evaluation interval: short, so
-// that rules show in prometheus_rule_group_rules soon after a reload.
+// that the prometheus_rule_group_rules of reloaded rules can be queried
+// within a second, and their alerts evaluated as often.
 const promInterval = "1s"
 
 // startPrometheus starts Prometheus on a free port of 127.0.0.1, its data,
