@@ -1,7 +1,9 @@
 // Module prometheus builds Prometheus 3.x, the sandbox's monitoring server:
 // the Kubernetes cluster compromise runbook loads alert rules into it and
 // asks it whether they loaded. It is a module of its own so its requirements
-// move no version irctl or the Kubernetes builds share.
+// move no version irctl or the Kubernetes builds share. Prometheus
+// v0.316.0 (3.16.0) requires go 1.26.7; an older go command fetches that
+// toolchain (GOTOOLCHAIN=auto, the default).
 module irctl.dev/tools/prometheus
 
 go 1.26.7
