@@ -19,7 +19,7 @@ help: ## list the targets
 build: ## build bin/irctl
 	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN)/irctl ./cmd/irctl
 
-SANDBOX_BINS := $(BIN)/kube-apiserver $(BIN)/etcd $(BIN)/kube-controller-manager $(BIN)/kube-scheduler $(BIN)/kwok $(BIN)/mailpit
+SANDBOX_BINS := $(BIN)/kube-apiserver $(BIN)/etcd $(BIN)/kube-controller-manager $(BIN)/kube-scheduler $(BIN)/kwok $(BIN)/mailpit $(BIN)/prometheus
 
 sandbox-bins: $(SANDBOX_BINS) ## build the sandbox's servers from the Go module proxy (once; ~15 min the first time)
 
@@ -59,6 +59,17 @@ $(BIN)/mailpit:
 	@echo "building mailpit v1.33.1 into $(BIN) (about 6 minutes the first time)..."
 	cd tools/mailpit && $(GO) build -ldflags "-X github.com/axllent/mailpit/config.Version=v1.33.1" -o $(BIN)/mailpit github.com/axllent/mailpit
 	@echo "mailpit built"
+
+# Prometheus, which the sandbox runs for the cluster compromise runbook's
+# monitoring steps, is a module of its own too (tools/prometheus). The
+# remove_all_sd tag leaves out every service discovery plugin but file and
+# HTTP (the sandbox's Prometheus scrapes a static target), which the build
+# would spend most of its time on.
+PROM_VERSION := 3.16.0
+$(BIN)/prometheus:
+	@echo "building prometheus v$(PROM_VERSION) into $(BIN) (about 3 minutes the first time)..."
+	cd tools/prometheus && $(GO) build -tags remove_all_sd -ldflags "-X github.com/prometheus/common/version.Version=$(PROM_VERSION)" -o $(BIN)/prometheus github.com/prometheus/prometheus/cmd/prometheus
+	@echo "prometheus built"
 
 unit: ## unit tests only (no servers)
 	$(GO) test -short ./...

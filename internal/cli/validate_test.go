@@ -96,7 +96,7 @@ phases:
 `
 
 // promStub answers instant queries with one sample whose value the test
-// sets: there is no Prometheus in the sandbox (as in promaction's tests).
+// sets (firing alerts, which the sandbox's real Prometheus has none of).
 func promStub(t *testing.T, firing *atomic.Int64) string {
 	s := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Path != "/api/v1/query" {

@@ -224,8 +224,9 @@ func TestClusterCompromiseDrill(t *testing.T) {
 	if s.Lockout[1].JudgedAfter != "eradicate" || s.Lockout[2].JudgedAfter != "eradicate" {
 		t.Errorf("the ServiceAccount token and the CronJob are judged after %s and %s", s.Lockout[1].JudgedAfter, s.Lockout[2].JudgedAfter)
 	}
-	// The Prometheus check is the one known failure; the rest pass.
-	if s.Checks.Known != 1 || s.Checks.Passed != s.Checks.Total-1 || !s.Evidence.Verified {
+	// Every check passes, the Prometheus one too: the sandbox's Prometheus
+	// loaded the alert rules recover applied.
+	if s.Checks.Known != 0 || s.Checks.Total == 0 || s.Checks.Passed != s.Checks.Total || !s.Evidence.Verified {
 		t.Errorf("checks %+v, evidence %+v", s.Checks, s.Evidence)
 	}
 }

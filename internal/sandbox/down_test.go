@@ -117,7 +117,7 @@ func sandboxProcesses(t *testing.T, dir string) map[int]string {
 	for _, name := range procs {
 		seen[name] = true
 	}
-	for _, want := range []string{"etcd", "kube-apiserver", "postgres", "kube-controller-manager", "kube-scheduler", "kwok", "mailpit"} {
+	for _, want := range []string{"etcd", "kube-apiserver", "postgres", "kube-controller-manager", "kube-scheduler", "kwok", "mailpit", "prometheus"} {
 		if !seen[want] {
 			t.Errorf("no %s among the sandbox's processes %v", want, procs)
 		}

@@ -27,5 +27,6 @@ func (s *Sandbox) writeFiles(dir string) error {
 			shellQuote(s.AttackerAPIKey), shellQuote(s.AttackerJWT))
 	}
 	env += s.notifyEnv()
+	env += s.monitoringEnv()
 	return writeFileAtomic(filepath.Join(dir, "env"), []byte(env))
 }

@@ -16,7 +16,8 @@
 // a snapshot controller for the sandbox's CSI driver (snapshots.go). When
 // seeded, the same process serves a stand-in of the orchestrator's API, the
 // service under attack (orchestrator.go); Options.APILatency puts a delaying
-// proxy in front of kube-apiserver (latency.go).
+// proxy in front of kube-apiserver (latency.go). Prometheus runs too, loading
+// the rules ConfigMaps of namespace monitoring (prometheus.go).
 package sandbox
 
 import (
@@ -30,6 +31,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -48,8 +50,7 @@ import (
 
 // EnvBins names the directory holding the sandbox's server binaries
 // (kube-apiserver, etcd, kube-controller-manager, kube-scheduler, kwok,
-// mailpit),
-// overriding the search of DefaultBinDir.
+// mailpit, prometheus), overriding the search of DefaultBinDir.
 const EnvBins = "IRCTL_SANDBOX_BINS"
 
 // Options configures Start.
@@ -104,6 +105,9 @@ type Sandbox struct {
 	WebhookSecret     string
 	APIProxy          *LatencyProxy // in front of kube-apiserver, when Options.APILatency > 0
 	PostgresLog       string        // the PostgreSQL server's log, for tests of what it logged
+	// Prometheus (prometheus.go), which loads the rules ConfigMaps of
+	// namespace monitoring labelled RulesLabel=RulesLabelValue.
+	PrometheusURL string
 
 	env       *envtest.Environment
 	pg        *postgresServer
@@ -113,6 +117,8 @@ type Sandbox struct {
 	orchAPI   *orchestratorAPI    // when seeded
 	requests  *requestLog         // the orchestrator pods' request lines, when seeded
 	receiver  *notifyReceiver     // Slack and webhook posts
+	prom      *promFiles          // Prometheus (its component is in cluster)
+	rules     *rulesSync          // the rules ConfigMaps to Prometheus's rules
 	kubeDir   string              // etcd's data, kube-apiserver's certificates, the servers' logs
 	ownDir    string              // the state dir, when Start made it
 	stopOnce  sync.Once
@@ -148,11 +154,11 @@ func DefaultBinDir() string {
 }
 
 // CheckBins reports whether everything the sandbox runs is installed:
-// kube-apiserver, etcd, kube-controller-manager, kube-scheduler, kwok and
-// mailpit in binDir, and PostgreSQL's initdb and postgres (see EnvPGBin). The error
-// names the missing binary and how to get it.
+// kube-apiserver, etcd, kube-controller-manager, kube-scheduler, kwok,
+// mailpit and prometheus in binDir, and PostgreSQL's initdb and postgres
+// (see EnvPGBin). The error names the missing binary and how to get it.
 func CheckBins(binDir string) error {
-	all := append(append(append([]string{}, controlPlaneBins...), clusterBins...), notifyBins...)
+	all := slices.Concat(controlPlaneBins, clusterBins, notifyBins, monitoringBins)
 	for _, name := range all {
 		if err := checkExecutable(filepath.Join(binDir, name)); err != nil {
 			return fmt.Errorf("sandbox binary %s is missing (%v): run `make sandbox-bins`, or set $%s to a directory holding %s",
@@ -180,9 +186,9 @@ func checkExecutable(path string) error {
 var quietControllerRuntime sync.Once
 
 // Start starts etcd, kube-apiserver, the controller manager, scheduler and
-// kwok, and PostgreSQL, seeds them if o.Seed (returning once the seeded
-// workloads are Ready), and writes the state files. On error it stops
-// whatever it started.
+// kwok, PostgreSQL, Mailpit and Prometheus, seeds them if o.Seed (returning
+// once the seeded workloads are Ready), and writes the state files. On
+// error it stops whatever it started.
 func Start(ctx context.Context, o Options) (_ *Sandbox, err error) {
 	began := time.Now()
 	if err := checkPlatform(); err != nil {
@@ -221,6 +227,10 @@ func Start(ctx context.Context, o Options) (_ *Sandbox, err error) {
 		return nil, err
 	}
 	s.recordDir(s.kubeDir)
+	// Prometheus starts now and is waited for last.
+	if err := s.startPrometheus(binDir); err != nil {
+		return nil, err
+	}
 
 	// PostgreSQL (initdb especially) starts while the control plane does.
 	logf("starting etcd and kube-apiserver...")
@@ -286,6 +296,10 @@ func Start(ctx context.Context, o Options) (_ *Sandbox, err error) {
 		return nil, err
 	}
 	logf("mailpit at %s (SMTP %s:%d), notification receiver at %s", s.MailpitURL, s.MailpitSMTPHost, s.MailpitSMTPPort, s.NotifyReceiverURL)
+	if err := s.startMonitoring(ctx, logf); err != nil {
+		return nil, err
+	}
+	logf("prometheus at %s", s.PrometheusURL)
 	if err := s.writeFiles(dir); err != nil {
 		return nil, err
 	}
@@ -421,9 +435,9 @@ func (s *Sandbox) AddKubeUser(name string, groups []string) (*rest.Config, error
 	return u.Config(), nil
 }
 
-// Stop stops kwok, the scheduler and controller manager, the stand-in
-// kubelets and snapshot controller, kube-apiserver, etcd and PostgreSQL,
-// and deletes the servers' data. Files written to a caller-given
+// Stop stops the rules sync, Prometheus, Mailpit, kwok, the scheduler and
+// controller manager, the stand-in kubelets and snapshot controller,
+// kube-apiserver, etcd and PostgreSQL, and deletes the servers' data. Files written to a caller-given
 // Options.Dir stay. Calling it again returns the first call's result.
 func (s *Sandbox) Stop() error {
 	s.stopOnce.Do(func() {
@@ -433,6 +447,9 @@ func (s *Sandbox) Stop() error {
 		}
 		if s.receiver != nil {
 			s.receiver.stop()
+		}
+		if s.rules != nil {
+			s.rules.stop()
 		}
 		if s.APIProxy != nil {
 			_ = s.APIProxy.Close()

@@ -43,6 +43,8 @@ func (Query) Spec() runbook.Spec {
 			{Name: "time", Type: runbook.String, Description: "evaluation time, RFC 3339 (unset: now)"},
 			{Name: "timeout", Type: runbook.Duration, Default: 30 * time.Second, Description: "request timeout"},
 			{Name: "name", Type: runbook.String, Default: "prometheus-query", Description: "evidence file name without extension"},
+			{Name: "retries", Type: runbook.Int, Description: "further queries, interval apart, while the result has no series: for a metric or rule that is not there yet (rules a ConfigMap volume and reload sidecar still have to bring in)"},
+			{Name: "interval", Type: runbook.Duration, Default: 2 * time.Second, Description: "wait between queries when retrying"},
 		},
 		Validate: func(p runbook.Params) error {
 			if p.Duration("timeout") <= 0 {
@@ -50,6 +52,12 @@ func (Query) Spec() runbook.Spec {
 			}
 			if p.String("name") == "" {
 				return fmt.Errorf("name is empty")
+			}
+			if n := p.Int("retries"); n < 0 || n > 1000 {
+				return fmt.Errorf("retries %d: want 0 to 1000", n)
+			}
+			if p.Duration("interval") < 0 {
+				return fmt.Errorf("interval %s: want 0 or more", p.Duration("interval"))
 			}
 			if _, err := baseURL(p.String("url")); err != nil {
 				return err
@@ -118,16 +126,66 @@ type series struct {
 }
 
 func (q Query) Apply(ctx context.Context, env *action.Env, p runbook.Params, _ *action.Plan) (*action.Result, error) {
-	u, err := baseURL(p.String("url"))
-	if err != nil {
-		return nil, err
-	}
 	store, err := env.Evidence()
 	if err != nil {
 		return nil, fmt.Errorf("evidence: %w", err)
 	}
-	timeout := p.Duration("timeout")
-	ctx, cancel := context.WithTimeout(ctx, timeout)
+	retries := int(p.Int("retries"))
+	var a *answer
+	for attempt := 0; ; attempt++ {
+		if a, err = q.query(ctx, p); err != nil {
+			return nil, err
+		}
+		if a.n > 0 || attempt >= retries {
+			a.attempts = attempt + 1
+			break
+		}
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(p.Duration("interval")):
+		}
+	}
+	rows := int64(a.n)
+	note := fmt.Sprintf("GET /api/v1/query, HTTP %d, resultType %s, %s", a.status, a.resultType, a.took.Round(time.Millisecond))
+	if retries > 0 {
+		note += fmt.Sprintf(", query %d of at most %d", a.attempts, retries+1)
+	}
+	e, err := store.WriteFile(evidenceName(p), evidence.Source{
+		Kind: evidence.KindPrometheus, Server: redact(p.String("url")), Query: p.String("query"), Rows: &rows, Note: note,
+	}, a.body, evidence.Extra{})
+	if err != nil {
+		return nil, err
+	}
+	summary := fmt.Sprintf("%d series (%s); response saved as evidence %s (sha256 %s)", a.n, a.resultType, e.Name, e.SHA256[:12])
+	if retries > 0 {
+		summary += fmt.Sprintf("; %d of at most %d queries", a.attempts, retries+1)
+	}
+	if len(a.warnings) > 0 {
+		summary += "; prometheus warns: " + strings.Join(a.warnings, "; ")
+	}
+	return &action.Result{Summary: summary, Table: a.table}, nil
+}
+
+// answer is one successful query's response.
+type answer struct {
+	body       []byte
+	status     int
+	took       time.Duration
+	table      *action.Table
+	n          int
+	resultType string
+	warnings   []string
+	attempts   int
+}
+
+// query runs the instant query once, within the timeout param.
+func (q Query) query(ctx context.Context, p runbook.Params) (*answer, error) {
+	u, err := baseURL(p.String("url"))
+	if err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithTimeout(ctx, p.Duration("timeout"))
 	defer cancel()
 	u = u.JoinPath("api", "v1", "query")
 	v := url.Values{"query": {p.String("query")}}
@@ -172,19 +230,7 @@ func (q Query) Apply(ctx context.Context, env *action.Env, p runbook.Params, _ *
 	if err != nil {
 		return nil, err
 	}
-	rows := int64(n)
-	e, err := store.WriteFile(evidenceName(p), evidence.Source{
-		Kind: evidence.KindPrometheus, Server: redact(p.String("url")), Query: p.String("query"), Rows: &rows,
-		Note: fmt.Sprintf("GET /api/v1/query, HTTP %d, resultType %s, %s", resp.StatusCode, resultType, time.Since(start).Round(time.Millisecond)),
-	}, body, evidence.Extra{})
-	if err != nil {
-		return nil, err
-	}
-	summary := fmt.Sprintf("%d series (%s); response saved as evidence %s (sha256 %s)", n, resultType, e.Name, e.SHA256[:12])
-	if len(r.Warnings) > 0 {
-		summary += "; prometheus warns: " + strings.Join(r.Warnings, "; ")
-	}
-	return &action.Result{Summary: summary, Table: table}, nil
+	return &answer{body: body, status: resp.StatusCode, took: time.Since(start), table: table, n: n, resultType: resultType, warnings: r.Warnings}, nil
 }
 
 // ResultTable turns a query's data into a table: one row per series for a

@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -17,8 +18,11 @@ import (
 	"irctl.dev/irctl/internal/evidence"
 )
 
-// There is no Prometheus in the sandbox: these tests talk HTTP to a small
-// server that answers /api/v1/query with canned Prometheus responses.
+// These tests talk HTTP to a small server that answers /api/v1/query with
+// canned Prometheus responses: chosen series, warnings, errors, a result
+// that shows up late, which the sandbox's real Prometheus does not give on
+// demand. The real one answers the cluster compromise runbook's queries in
+// internal/cli's TestClusterCompromiseRunbookEndToEnd.
 
 const vectorResponse = `{"status":"success","data":{"resultType":"vector","result":[` +
 	`{"metric":{"__name__":"container_network_receive_bytes_total","namespace":"llm-orchestrator","pod":"orchestrator-7b9d5f8c46-x2k9p"},"value":[1795482000.5,"4194304.25"]},` +
@@ -119,6 +123,47 @@ func TestQueryErrorsAreReported(t *testing.T) {
 	}
 	if err := (Query{}).Spec().Validate(Query{}.Spec().MustBind(map[string]any{"url": "file:///etc/passwd", "query": "up"})); err == nil {
 		t.Error("a file URL was accepted")
+	}
+}
+
+// retries re-query while the result is empty (a rule not loaded yet) and
+// stop at the first series; the evidence is the last response.
+func TestQueryRetriesWhileTheResultIsEmpty(t *testing.T) {
+	const empty = `{"status":"success","data":{"resultType":"vector","result":[]}}`
+	var calls, emptyFor atomic.Int32
+	emptyFor.Store(2)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if calls.Add(1) <= emptyFor.Load() {
+			fmt.Fprint(w, empty)
+			return
+		}
+		fmt.Fprint(w, vectorResponse)
+	}))
+	defer srv.Close()
+	env, dir := newEnv(t)
+	p := Query{}.Spec().MustBind(map[string]any{"url": srv.URL, "query": "up", "retries": 5, "interval": time.Millisecond, "name": "late"})
+	if err := (Query{}).Spec().Validate(p); err != nil {
+		t.Fatal(err)
+	}
+	res, err := Query{}.Apply(context.Background(), env, p, &action.Plan{})
+	if err != nil || calls.Load() != 3 || len(res.Table.Rows) != 2 || !strings.Contains(res.Summary, "3 of at most 6 queries") {
+		t.Fatalf("%d queries, %v: %+v", calls.Load(), err, res)
+	}
+	body, err := os.ReadFile(filepath.Join(evidence.Dir(dir), "prometheus", "late.json"))
+	if err != nil || string(body) != vectorResponse {
+		t.Errorf("evidence is not the last response: %v %s", err, body)
+	}
+
+	// Retries run out: the empty result is the answer, judged by expect.
+	calls.Store(0)
+	emptyFor.Store(100)
+	p = Query{}.Spec().MustBind(map[string]any{"url": srv.URL, "query": "up", "retries": 2, "interval": time.Millisecond, "name": "never"})
+	res, err = Query{}.Apply(context.Background(), env, p, &action.Plan{})
+	if err != nil || calls.Load() != 3 || len(res.Table.Rows) != 0 || !strings.Contains(res.Summary, "0 series") {
+		t.Fatalf("%d queries, %v: %+v", calls.Load(), err, res)
+	}
+	if err := (Query{}).Spec().Validate(Query{}.Spec().MustBind(map[string]any{"url": srv.URL, "query": "up", "retries": -1})); err == nil {
+		t.Error("retries -1 was accepted")
 	}
 }
 
