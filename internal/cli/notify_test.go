@@ -16,6 +16,7 @@ import (
 	"irctl.dev/irctl/internal/evidence"
 	"irctl.dev/irctl/internal/incident"
 	"irctl.dev/irctl/internal/sandbox"
+	"irctl.dev/irctl/internal/sandbox/sandboxtest"
 )
 
 // mailpitMessage is what Mailpit's search API says of a message.
@@ -33,12 +34,12 @@ func mailTo(t *testing.T, sb *sandbox.Sandbox, address string) (msgs []mailpitMe
 	var res struct {
 		Messages []mailpitMessage `json:"messages"`
 	}
-	getJSON(t, sb.MailpitURL+"/api/v1/search?query="+url.QueryEscape(`to:"`+address+`"`), &res)
+	sandboxtest.GetJSON(t, sb.MailpitURL+"/api/v1/search?query="+url.QueryEscape(`to:"`+address+`"`), &res)
 	for _, m := range res.Messages {
 		var full struct {
 			Text string `json:"Text"`
 		}
-		getJSON(t, sb.MailpitURL+"/api/v1/message/"+m.ID, &full)
+		sandboxtest.GetJSON(t, sb.MailpitURL+"/api/v1/message/"+m.ID, &full)
 		texts = append(texts, full.Text)
 	}
 	return res.Messages, texts
@@ -49,7 +50,7 @@ func mailTo(t *testing.T, sb *sandbox.Sandbox, address string) (msgs []mailpitMe
 func receivedWith(t *testing.T, sb *sandbox.Sandbox, marker string) map[string][]sandbox.Received {
 	t.Helper()
 	var all []sandbox.Received
-	getJSON(t, sb.NotifyReceiverURL+"/received", &all)
+	sandboxtest.GetJSON(t, sb.NotifyReceiverURL+"/received", &all)
 	out := map[string][]sandbox.Received{}
 	for _, r := range all {
 		if strings.Contains(r.Body, marker) {
@@ -57,21 +58,6 @@ func receivedWith(t *testing.T, sb *sandbox.Sandbox, marker string) map[string][
 		}
 	}
 	return out
-}
-
-func getJSON(t *testing.T, u string, v any) {
-	t.Helper()
-	resp, err := http.Get(u)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		t.Fatalf("GET %s: %s", u, resp.Status)
-	}
-	if err := json.NewDecoder(resp.Body).Decode(v); err != nil {
-		t.Fatalf("GET %s: %v", u, err)
-	}
 }
 
 // notifyEnv points the runbooks' credential variables at the sandbox.

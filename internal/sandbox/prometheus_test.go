@@ -2,8 +2,6 @@ package sandbox_test
 
 import (
 	"encoding/json"
-	"fmt"
-	"net/http"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -126,7 +124,7 @@ func promValue(t *testing.T, base, query string) int {
 			Result []struct{ Value [2]any }
 		}
 	}
-	promGet(t, base+"/api/v1/query?query="+url.QueryEscape(query), &out)
+	sandboxtest.GetJSON(t, base+"/api/v1/query?query="+url.QueryEscape(query), &out)
 	if out.Status != "success" || len(out.Data.Result) > 1 {
 		t.Fatalf("%s: %+v", query, out)
 	}
@@ -154,7 +152,7 @@ func securityGroups(t *testing.T, base string) map[string]int {
 			}
 		}
 	}
-	promGet(t, base+"/api/v1/rules", &out)
+	sandboxtest.GetJSON(t, base+"/api/v1/rules", &out)
 	groups := map[string]int{}
 	for _, g := range out.Data.Groups {
 		if strings.Contains(strings.ToLower(g.Name+g.File), "security") {
@@ -162,19 +160,4 @@ func securityGroups(t *testing.T, base string) map[string]int {
 		}
 	}
 	return groups
-}
-
-func promGet(t *testing.T, u string, v any) {
-	t.Helper()
-	resp, err := http.Get(u)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		t.Fatalf("GET %s: %s", u, resp.Status)
-	}
-	if err := json.NewDecoder(resp.Body).Decode(v); err != nil {
-		t.Fatal(fmt.Errorf("GET %s: %w", u, err))
-	}
 }

@@ -14,8 +14,10 @@ package sandboxtest
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
+	"net/http"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -145,5 +147,23 @@ func ResetDB(t testing.TB, s *sandbox.Sandbox) {
 	}
 	if err := sandbox.ExecSQLFile(ctx, conn, "seed.sql"); err != nil {
 		t.Fatalf("ResetDB: %v", err)
+	}
+}
+
+// GetJSON decodes the JSON answer of GET u (a sandbox service's API:
+// Mailpit, Prometheus, the receivers) into v, failing the test on anything
+// but 200.
+func GetJSON(t testing.TB, u string, v any) {
+	t.Helper()
+	resp, err := http.Get(u)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("GET %s: %s", u, resp.Status)
+	}
+	if err := json.NewDecoder(resp.Body).Decode(v); err != nil {
+		t.Fatalf("GET %s: %v", u, err)
 	}
 }
