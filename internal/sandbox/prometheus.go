@@ -33,7 +33,6 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/cache"
@@ -180,12 +179,12 @@ func startRulesSync(ctx context.Context, cfg *rest.Config, prom *promFiles, url 
 	if err != nil {
 		return nil, err
 	}
-	factory := informers.NewSharedInformerFactoryWithOptions(cs, 0,
-		informers.WithNamespace(MonitoringNamespace),
-		informers.WithTweakListOptions(func(o *metav1.ListOptions) {
-			o.LabelSelector = RulesLabel + "=" + RulesLabelValue
-		}))
-	inf := factory.Core().V1().ConfigMaps().Informer()
+	// One informer, not a SharedInformerFactory: the factory's package
+	// links every API group's informers into irctl (about 5 MB).
+	lw := cache.NewFilteredListWatchFromClient(cs.CoreV1().RESTClient(), "configmaps", MonitoringNamespace, func(o *metav1.ListOptions) {
+		o.LabelSelector = RulesLabel + "=" + RulesLabelValue
+	})
+	inf := cache.NewSharedIndexInformer(lw, &corev1.ConfigMap{}, 0, cache.Indexers{})
 	// Events only signal; sync reads the whole store, so that a burst of
 	// changes costs one reload.
 	changed := make(chan struct{}, 1)
@@ -204,10 +203,14 @@ func startRulesSync(ctx context.Context, cfg *rest.Config, prom *promFiles, url 
 	}
 	runCtx, cancel := context.WithCancel(context.Background())
 	r := &rulesSync{prom: prom, url: url, logf: logf, store: inf.GetStore(), cancel: cancel, done: make(chan struct{})}
-	factory.Start(runCtx.Done())
+	informed := make(chan struct{}) // closed when the informer has stopped
+	go func() {
+		defer close(informed)
+		inf.Run(runCtx.Done())
+	}()
 	if !cache.WaitForCacheSync(ctx.Done(), inf.HasSynced) {
 		cancel()
-		factory.Shutdown()
+		<-informed
 		return nil, fmt.Errorf("watching the rules ConfigMaps of namespace %s: %w", MonitoringNamespace, context.Cause(ctx))
 	}
 	if err := r.sync(ctx); err != nil {
@@ -215,7 +218,7 @@ func startRulesSync(ctx context.Context, cfg *rest.Config, prom *promFiles, url 
 	}
 	go func() {
 		defer close(r.done)
-		defer factory.Shutdown()
+		defer func() { <-informed }()
 		for {
 			select {
 			case <-runCtx.Done():
