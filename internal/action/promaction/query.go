@@ -28,6 +28,9 @@ type Query struct {
 	Client *http.Client
 }
 
+// minInterval keeps retries from hammering Prometheus back to back.
+const minInterval = 100 * time.Millisecond
+
 // maxResponse bounds the response read into memory and saved.
 const maxResponse = 64 << 20
 
@@ -43,8 +46,8 @@ func (Query) Spec() runbook.Spec {
 			{Name: "time", Type: runbook.String, Description: "evaluation time, RFC 3339 (unset: now)"},
 			{Name: "timeout", Type: runbook.Duration, Default: 30 * time.Second, Description: "request timeout"},
 			{Name: "name", Type: runbook.String, Default: "prometheus-query", Description: "evidence file name without extension"},
-			{Name: "retries", Type: runbook.Int, Description: "further queries, interval apart, while the result has no series: for a metric or rule that is not there yet (rules a ConfigMap volume and reload sidecar still have to bring in)"},
-			{Name: "interval", Type: runbook.Duration, Default: 2 * time.Second, Description: "wait between queries when retrying"},
+			{Name: "retries", Type: runbook.Int, Description: "further queries, interval apart, while the result has no series: for a metric or rule that is not there yet (rules a ConfigMap volume and reload sidecar still have to bring in); only for checks that expect a series, and bounded by the step's deadline (the last answer is judged and saved)"},
+			{Name: "interval", Type: runbook.Duration, Default: 2 * time.Second, Description: "wait between queries when retrying (at least 100ms)"},
 		},
 		Validate: func(p runbook.Params) error {
 			if p.Duration("timeout") <= 0 {
@@ -56,8 +59,8 @@ func (Query) Spec() runbook.Spec {
 			if n := p.Int("retries"); n < 0 || n > 1000 {
 				return fmt.Errorf("retries %d: want 0 to 1000", n)
 			}
-			if p.Duration("interval") < 0 {
-				return fmt.Errorf("interval %s: want 0 or more", p.Duration("interval"))
+			if p.Int("retries") > 0 && p.Duration("interval") < minInterval {
+				return fmt.Errorf("interval %s: want at least %s between retries", p.Duration("interval"), minInterval)
 			}
 			if _, err := baseURL(p.String("url")); err != nil {
 				return err
@@ -96,6 +99,9 @@ func (q Query) Plan(_ context.Context, env *action.Env, p runbook.Params) (*acti
 	note := ""
 	if env.DryRun == action.DryRunServer {
 		note = " (collected under --dry-run=server too: a query is a read)"
+	}
+	if n := p.Int("retries"); n > 0 {
+		note = fmt.Sprintf("; while it has no series, asked again up to %d times, %s apart (up to %s, within the step's deadline)", n, p.Duration("interval"), time.Duration(n)*p.Duration("interval")) + note
 	}
 	return &action.Plan{Summary: fmt.Sprintf("instant query %q on %s; the response saved as evidence %s%s", p.String("query"), redact(p.String("url")), evidenceName(p), note)}, nil
 }
@@ -136,7 +142,13 @@ func (q Query) Apply(ctx context.Context, env *action.Env, p runbook.Params, _ *
 		if a, err = q.query(ctx, p); err != nil {
 			return nil, err
 		}
-		if a.n > 0 || attempt >= retries {
+		// Another try must fit in the step's deadline with its wait and
+		// a whole request; else this answer is the one judged and saved.
+		last := attempt >= retries
+		if dl, ok := ctx.Deadline(); ok && time.Until(dl) < p.Duration("interval")+p.Duration("timeout") {
+			last = true
+		}
+		if a.n > 0 || last {
 			a.attempts = attempt + 1
 			break
 		}

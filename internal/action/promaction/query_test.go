@@ -141,7 +141,7 @@ func TestQueryRetriesWhileTheResultIsEmpty(t *testing.T) {
 	}))
 	defer srv.Close()
 	env, dir := newEnv(t)
-	p := Query{}.Spec().MustBind(map[string]any{"url": srv.URL, "query": "up", "retries": 5, "interval": time.Millisecond, "name": "late"})
+	p := Query{}.Spec().MustBind(map[string]any{"url": srv.URL, "query": "up", "retries": 5, "interval": 100 * time.Millisecond, "name": "late"})
 	if err := (Query{}).Spec().Validate(p); err != nil {
 		t.Fatal(err)
 	}
@@ -157,13 +157,34 @@ func TestQueryRetriesWhileTheResultIsEmpty(t *testing.T) {
 	// Retries run out: the empty result is the answer, judged by expect.
 	calls.Store(0)
 	emptyFor.Store(100)
-	p = Query{}.Spec().MustBind(map[string]any{"url": srv.URL, "query": "up", "retries": 2, "interval": time.Millisecond, "name": "never"})
+	p = Query{}.Spec().MustBind(map[string]any{"url": srv.URL, "query": "up", "retries": 2, "interval": 100 * time.Millisecond, "name": "never"})
 	res, err = Query{}.Apply(context.Background(), env, p, &action.Plan{})
 	if err != nil || calls.Load() != 3 || len(res.Table.Rows) != 0 || !strings.Contains(res.Summary, "0 series") {
 		t.Fatalf("%d queries, %v: %+v", calls.Load(), err, res)
 	}
 	if err := (Query{}).Spec().Validate(Query{}.Spec().MustBind(map[string]any{"url": srv.URL, "query": "up", "retries": -1})); err == nil {
 		t.Error("retries -1 was accepted")
+	}
+	if err := (Query{}).Spec().Validate(Query{}.Spec().MustBind(map[string]any{"url": srv.URL, "query": "up", "retries": 5, "interval": time.Duration(0)})); err == nil {
+		t.Error("retries back to back (interval 0) were accepted")
+	}
+
+	// The step's deadline bounds the retries: the last answer before it
+	// is judged and saved, not lost to "deadline exceeded".
+	calls.Store(0)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	p = Query{}.Spec().MustBind(map[string]any{"url": srv.URL, "query": "up", "retries": 1000, "interval": 100 * time.Millisecond, "timeout": 200 * time.Millisecond, "name": "bounded"})
+	res, err = Query{}.Apply(ctx, env, p, &action.Plan{})
+	if err != nil || calls.Load() >= 1000 || len(res.Table.Rows) != 0 {
+		t.Fatalf("%d queries, %v: %+v", calls.Load(), err, res)
+	}
+	if _, err := os.Stat(filepath.Join(evidence.Dir(dir), "prometheus", "bounded.json")); err != nil {
+		t.Errorf("the last answer was not saved: %v", err)
+	}
+	plan, err := Query{}.Plan(context.Background(), env, p)
+	if err != nil || !strings.Contains(plan.Summary, "asked again up to 1000 times, 100ms apart") {
+		t.Errorf("the plan does not say it waits: %v %+v", err, plan)
 	}
 }
 
