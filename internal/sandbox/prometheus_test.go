@@ -20,8 +20,9 @@ import (
 )
 
 // The query of the cluster compromise runbook's validate check
-// security-alerts-loaded, with its default security_rule_group.
-const securityRulesQuery = `sum(prometheus_rule_group_rules{rule_group=~"(?i).*security.*"}) or vector(0)`
+// security-alerts-loaded, with its default security_rule_group, and `or
+// vector(0)` so that no group loaded reads 0 rather than no series.
+const securityRulesQuery = `sum(prometheus_rule_group_rules{rule_group=~".*;security-incident-recurrence"}) or vector(0)`
 
 // The sandbox's Prometheus loads the rules ConfigMaps of namespace
 // monitoring as a cluster's kubelet and config-reload sidecar would make
