@@ -208,10 +208,12 @@ func startRulesSync(ctx context.Context, cfg *rest.Config, prom *promFiles, url 
 		defer close(informed)
 		inf.Run(runCtx.Done())
 	}()
-	if !cache.WaitForCacheSync(ctx.Done(), inf.HasSynced) {
+	syncCtx, cancelSync := context.WithTimeout(ctx, time.Minute)
+	defer cancelSync()
+	if !cache.WaitForCacheSync(syncCtx.Done(), inf.HasSynced) {
 		cancel()
 		<-informed
-		return nil, fmt.Errorf("watching the rules ConfigMaps of namespace %s: %w", MonitoringNamespace, context.Cause(ctx))
+		return nil, fmt.Errorf("watching the rules ConfigMaps of namespace %s: %w", MonitoringNamespace, context.Cause(syncCtx))
 	}
 	if err := r.sync(ctx); err != nil {
 		logf("prometheus rules: %v", err)
@@ -227,6 +229,11 @@ func startRulesSync(ctx context.Context, cfg *rest.Config, prom *promFiles, url 
 				err := r.sync(runCtx)
 				if err == nil || runCtx.Err() != nil {
 					continue
+				}
+				// Prometheus gone: said once, not retried every second.
+				if perr := prom.comp.running(); perr != nil {
+					logf("prometheus rules: Prometheus is not running (%v); rules are no longer loaded", perr)
+					return
 				}
 				logf("prometheus rules: %v", err)
 				// Invalid rules are refused by Prometheus, which keeps the
