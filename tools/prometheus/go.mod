@@ -3,7 +3,7 @@
 // asks it whether they loaded. It is a module of its own so its requirements
 // move no version irctl or the Kubernetes builds share. Prometheus
 // v0.316.0 (3.16.0) requires go 1.26.7; an older go command fetches that
-// toolchain (GOTOOLCHAIN=auto, the default).
+// toolchain only under GOTOOLCHAIN=auto (.ci/run checks the version first).
 module irctl.dev/tools/prometheus
 
 go 1.26.7
