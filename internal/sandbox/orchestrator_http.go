@@ -44,6 +44,9 @@ type caller struct {
 	Role      string `json:"role"`
 	Auth      string `json:"auth"` // api_key or jwt
 	KeyPrefix string `json:"key_prefix,omitempty"`
+	// usedAt is when the database took the key as valid (its
+	// last_used_at), the moment a request with a key counts as accepted.
+	usedAt time.Time
 }
 
 // authError is a refusal: the HTTP status and the audit reason.
@@ -148,6 +151,9 @@ func (o *orchestratorAPI) api(rw http.ResponseWriter, r *http.Request) {
 	details := map[string]any{"method": r.Method, "status": status, "auth": who.Auth}
 	if who.KeyPrefix != "" {
 		details["key_prefix"] = who.KeyPrefix
+	}
+	if !who.usedAt.IsZero() {
+		judged = who.usedAt
 	}
 	if err := audit(ctx, pool, judged, "api_call", who.UserID, r, addr, details); err != nil {
 		dbUnavailable(w, err)
@@ -263,8 +269,16 @@ func authKey(ctx context.Context, pool *pgxpool.Pool, key string) (caller, error
 	case disabled:
 		return caller{}, &authError{status: http.StatusForbidden, reason: "user disabled", userID: c.UserID, prefix: c.KeyPrefix}
 	}
-	if _, err := pool.Exec(ctx, `UPDATE api_keys SET last_used_at = now() WHERE key_hash = $1 AND revoked_at IS NULL`,
-		hex.EncodeToString(sum[:])); err != nil {
+	// The key is taken as valid by marking it used, a write: one that
+	// meets a revocation in flight waits for it to commit and then finds
+	// the key revoked, so nothing is accepted with a key once its
+	// revoked_at (the revoking row write's clock_timestamp()) has passed.
+	err = pool.QueryRow(ctx, `UPDATE api_keys SET last_used_at = clock_timestamp()
+		WHERE key_hash = $1 AND revoked_at IS NULL RETURNING last_used_at`, hex.EncodeToString(sum[:])).Scan(&c.usedAt)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return caller{}, &authError{status: http.StatusUnauthorized, reason: "api key revoked", userID: c.UserID, prefix: c.KeyPrefix}
+	}
+	if err != nil {
 		return caller{}, err
 	}
 	return c, nil

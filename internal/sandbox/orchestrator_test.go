@@ -136,9 +136,32 @@ func TestOrchestratorAPIKeysAndUsers(t *testing.T) {
 		if event != "authentication_failed" || ip != "198.51.100.23" || reason != "api key revoked" {
 			t.Errorf("audit row = %s from %s (%s), want authentication_failed from 198.51.100.23", event, ip, reason)
 		}
-		// Revoking a live key takes effect at once.
-		if _, err := conn.Exec(ctx, `UPDATE api_keys SET revoked_at = now() WHERE key_prefix = 'sk_live_0b7d44e2'`); err != nil {
+		// Revoking a live key takes effect at once: a request that meets
+		// the revocation in flight waits for its commit and is refused.
+		revoker, err := pgx.Connect(ctx, s.DatabaseURL)
+		if err != nil {
 			t.Fatal(err)
+		}
+		defer revoker.Close(ctx)
+		tx, err := revoker.Begin(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := tx.Exec(ctx, `UPDATE api_keys SET revoked_at = clock_timestamp() WHERE key_prefix = 'sk_live_0b7d44e2'`); err != nil {
+			t.Fatal(err)
+		}
+		answered := make(chan apiCall, 1)
+		go func() { answered <- orchGet(t, s, "/v1/me", "", "X-API-Key", "attacker-key-2") }()
+		select {
+		case got := <-answered:
+			t.Fatalf("attacker-key-2 during its revocation answered %s before the revocation committed", got)
+		case <-time.After(500 * time.Millisecond):
+		}
+		if err := tx.Commit(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if got := <-answered; got.status != http.StatusUnauthorized || got.body["error"] != "api key revoked" {
+			t.Errorf("attacker-key-2 during its revocation = %s, want 401 api key revoked", got)
 		}
 		if got := orchGet(t, s, "/v1/me", "", "X-API-Key", "attacker-key-2"); got.status != http.StatusUnauthorized {
 			t.Errorf("attacker-key-2 after revoking it = %s, want 401", got)
