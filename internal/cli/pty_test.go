@@ -13,11 +13,13 @@ import (
 	"time"
 
 	"github.com/creack/pty"
+
+	"irctl.dev/irctl/internal/sandbox/sandboxtest"
 )
 
 // buildIrctl compiles the real binary once per test run.
 var buildIrctl = sync.OnceValues(func() (string, error) {
-	dir, err := os.MkdirTemp("", "irctl-bin-")
+	dir, err := sandboxtest.TempDir() // removed when the tests end
 	if err != nil {
 		return "", err
 	}

@@ -65,8 +65,18 @@ func Main(m *testing.M) {
 			}
 		}
 	}
+	if dir, err := runDir(); err == nil {
+		_ = os.RemoveAll(dir)
+	}
 	os.Exit(code)
 }
+
+// runDir is TempDir's directory, made on first use.
+var runDir = sync.OnceValues(func() (string, error) { return os.MkdirTemp("", "irctl-test-run-") })
+
+// TempDir is a directory for what a test binary builds once and shares
+// between its tests (a compiled irctl), removed when Main ends.
+func TempDir() (string, error) { return runDir() }
 
 // Get returns the shared seeded sandbox, starting it on the first call
 // (RequireBins first). It fails the test if the sandbox did not start.
