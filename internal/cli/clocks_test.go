@@ -2,7 +2,6 @@ package cli
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
 	"os"
 	"regexp"
@@ -22,26 +21,11 @@ var clockT0 = time.Date(2026, 11, 22, 10, 0, 0, 0, time.UTC)
 // and returns a runner of irctl at the injected time now.
 func clockIncident(t *testing.T, recs []incident.Record) (*incident.Incident, func(now time.Duration, args ...string) result) {
 	t.Helper()
-	dir := t.TempDir()
-	inc, err := incident.Declare(dir, "P1", "clock test", "tester", clockT0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	j, err := inc.Journal()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, r := range recs {
-		if _, err := j.Append(r); err != nil {
-			t.Fatal(err)
-		}
-	}
+	inc, run := journaled(t, clockT0, recs)
 	t.Cleanup(func() { timeNow = time.Now })
 	return inc, func(now time.Duration, args ...string) result {
 		timeNow = func() time.Time { return clockT0.Add(now) }
-		var out, errb bytes.Buffer
-		code := Run(context.Background(), append([]string{"--state-dir", dir, "--incident", inc.ID}, args...), IOStreams{In: strings.NewReader(""), Out: &out, ErrOut: &errb})
-		return result{code: code, stdout: out.String(), stderr: errb.String()}
+		return run("", args...)
 	}
 }
 

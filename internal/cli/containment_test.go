@@ -11,12 +11,12 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	corev1 "k8s.io/api/core/v1"
-	discoveryv1 "k8s.io/api/discovery/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"irctl.dev/irctl/internal/action/kubeaction"
 	"irctl.dev/irctl/internal/exitcode"
 	"irctl.dev/irctl/internal/sandbox"
+	"irctl.dev/irctl/internal/sandbox/sandboxtest"
 )
 
 const shippedRunbook = "../../runbooks/security-incident.yaml"
@@ -73,20 +73,7 @@ func (h *harness) demoPods(selector string) map[string]*corev1.Pod {
 
 func (h *harness) demoEndpointIPs() map[string]bool {
 	h.t.Helper()
-	list, err := h.cs.DiscoveryV1().EndpointSlices(sandbox.DemoNamespace).List(h.t.Context(),
-		metav1.ListOptions{LabelSelector: discoveryv1.LabelServiceName + "=" + sandbox.OrchestratorDeployment})
-	if err != nil {
-		h.t.Fatal(err)
-	}
-	ips := map[string]bool{}
-	for _, s := range list.Items {
-		for _, e := range s.Endpoints {
-			for _, a := range e.Addresses {
-				ips[a] = true
-			}
-		}
-	}
-	return ips
+	return sandboxtest.EndpointIPs(h.t, h.cs, sandbox.DemoNamespace, sandbox.OrchestratorDeployment)
 }
 
 func (h *harness) jwtKey() []byte {

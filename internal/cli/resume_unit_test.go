@@ -11,12 +11,13 @@ import (
 	"irctl.dev/irctl/internal/incident"
 )
 
-// offline declares an incident, appends recs to its journal and runs irctl
-// on it in-process; none of these commands talk to a server.
-func offline(t *testing.T, recs []incident.Record, args ...string) result {
+// journaled declares an incident at `at` in a state directory of its own,
+// with recs in its journal, and returns a runner of irctl on it in-process
+// (the given stdin, the incident and state directory set).
+func journaled(t *testing.T, at time.Time, recs []incident.Record) (*incident.Incident, func(stdin string, args ...string) result) {
 	t.Helper()
 	dir := t.TempDir()
-	inc, err := incident.Declare(dir, "P1", "t", "tester", time.Now())
+	inc, err := incident.Declare(dir, "P1", "t", "tester", at)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -29,9 +30,19 @@ func offline(t *testing.T, recs []incident.Record, args ...string) result {
 			t.Fatal(err)
 		}
 	}
-	var out, errb bytes.Buffer
-	code := Run(context.Background(), append([]string{"--state-dir", dir, "--incident", inc.ID}, args...), IOStreams{In: strings.NewReader(""), Out: &out, ErrOut: &errb})
-	return result{code: code, stdout: out.String(), stderr: errb.String()}
+	return inc, func(stdin string, args ...string) result {
+		var out, errb bytes.Buffer
+		code := Run(context.Background(), append([]string{"--state-dir", dir, "--incident", inc.ID}, args...), IOStreams{In: strings.NewReader(stdin), Out: &out, ErrOut: &errb})
+		return result{code: code, stdout: out.String(), stderr: errb.String()}
+	}
+}
+
+// offline runs irctl on an incident whose journal holds recs; none of
+// these commands talk to a server.
+func offline(t *testing.T, recs []incident.Record, args ...string) result {
+	t.Helper()
+	_, run := journaled(t, time.Now(), recs)
+	return run("", args...)
 }
 
 func TestResumeAsksAgainForSecretParams(t *testing.T) {

@@ -1,7 +1,6 @@
 package cli
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"io/fs"
@@ -50,24 +49,8 @@ func writeStdinRunbook(t *testing.T) string {
 // any server is contacted.
 func withStdin(t *testing.T, stdin string, recs []incident.Record, args ...string) result {
 	t.Helper()
-	dir := t.TempDir()
-	inc, err := incident.Declare(dir, "P1", "t", "tester", time.Now())
-	if err != nil {
-		t.Fatal(err)
-	}
-	j, err := inc.Journal()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, r := range recs {
-		if _, err := j.Append(r); err != nil {
-			t.Fatal(err)
-		}
-	}
-	var out, errb bytes.Buffer
-	full := append([]string{"--state-dir", dir, "--incident", inc.ID, "--kubeconfig", filepath.Join(dir, "no-such-kubeconfig")}, args...)
-	code := Run(context.Background(), full, IOStreams{In: strings.NewReader(stdin), Out: &out, ErrOut: &errb})
-	return result{code: code, stdout: out.String(), stderr: errb.String()}
+	_, run := journaled(t, time.Now(), recs)
+	return run(stdin, append([]string{"--kubeconfig", filepath.Join(t.TempDir(), "no-such-kubeconfig")}, args...)...)
 }
 
 func TestSetStdinRefusesWhatIsNotAnUnsetSecretParam(t *testing.T) {

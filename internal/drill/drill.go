@@ -87,7 +87,6 @@ func Run(ctx context.Context, o Options) (*Score, error) {
 	logf("drill %s: incident %s declared; attacker using %d credential(s)", sc.Name, id, len(sc.Attacker.Credentials))
 
 	var runs []PhaseRun
-	ended := map[string]time.Time{}
 	for _, p := range sc.Phases {
 		args, stdin := phaseArgs(sc, id, p)
 		r := PhaseRun{Phase: p.Phase, Started: time.Now()}
@@ -97,7 +96,6 @@ func Run(ctx context.Context, o Options) (*Score, error) {
 			return nil, fmt.Errorf("%s: the report is not JSON: %v", p.Phase, err)
 		}
 		logf("  %-9s exit %d in %s", p.Phase, r.Exit, r.Finished.Sub(r.Started).Round(time.Millisecond))
-		ended[p.Phase] = time.Now()
 		runs = append(runs, r)
 		if ctx.Err() != nil {
 			return nil, exitcode.Wrap(exitcode.Interrupted, ctx.Err())
@@ -139,7 +137,7 @@ func Run(ctx context.Context, o Options) (*Score, error) {
 	}
 	code, _, errOut = o.Irctl(ctx, []string{"--incident", id, "evidence", "verify"}, "")
 	ev := Evidence{Verified: code == 0, Message: strings.TrimSpace(errOut)}
-	s := score(sc, id, runs, ended, attempts, st.Clocks, st.Journal, ev)
+	s := score(sc, id, runs, attempts, st.Clocks, st.Journal, ev)
 	if reportCase != nil {
 		s.Cases = append(s.Cases, *reportCase)
 		s.Passed = s.Passed && reportCase.Result == "pass"

@@ -92,7 +92,12 @@ type Case struct {
 	Duration time.Duration `json:"duration"`
 }
 
-func score(sc *Scenario, id string, runs []PhaseRun, ended map[string]time.Time, attempts []Attempt, clk *clocks.Clocks, journal []incident.Record, ev Evidence) *Score {
+func score(sc *Scenario, id string, runs []PhaseRun, attempts []Attempt, clk *clocks.Clocks, journal []incident.Record, ev Evidence) *Score {
+	// When each phase's run ended (its last run, if it ran twice).
+	ended := map[string]time.Time{}
+	for _, r := range runs {
+		ended[r.Phase] = r.Finished
+	}
 	s := &Score{Scenario: sc.Name, Runbook: sc.Runbook, Incident: id, ContainedAt: ended["contain"], Evidence: ev, Known: sc.KnownFailures}
 	if clk != nil {
 		s.DeclaredAt = clk.DeclaredAt

@@ -39,7 +39,7 @@ func TestLockoutIsJudgedFromAttemptsAfterContain(t *testing.T) {
 		{Kind: incident.KindOutcome, DryRun: "none", Phase: "contain", Step: "revoke", Changed: &two, Irreversible: "revoked keys stay revoked"},
 		{Kind: incident.KindOutcome, DryRun: "none", Phase: "contain", Step: "rotate-jwt", Changed: &two},
 	}
-	s := score(sc, "INC", runs, map[string]time.Time{"contain": t0.Add(2 * time.Second)}, attempts, clk, journal, Evidence{Verified: true})
+	s := score(sc, "INC", runs, attempts, clk, journal, Evidence{Verified: true})
 	if s.Passed {
 		t.Fatal("passed with the attacker still in")
 	}

@@ -229,13 +229,9 @@ type dumpFile struct {
 }
 
 func (d Dump) Apply(ctx context.Context, env *action.Env, p runbook.Params, plan *action.Plan) (*action.Result, error) {
-	c, err := env.Kube()
+	c, store, err := collector(env)
 	if err != nil {
 		return nil, err
-	}
-	store, err := env.Evidence()
-	if err != nil {
-		return nil, fmt.Errorf("evidence: %w", err)
 	}
 	st := &clusterState{c: c, ns: p.String("namespace")}
 	var failed []action.Failure

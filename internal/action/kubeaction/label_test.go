@@ -7,11 +7,11 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
-	discoveryv1 "k8s.io/api/discovery/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"irctl.dev/irctl/internal/action"
 	"irctl.dev/irctl/internal/exitcode"
+	"irctl.dev/irctl/internal/sandbox/sandboxtest"
 )
 
 // service creates a Service selecting app=name.
@@ -28,19 +28,7 @@ func (f *fixture) service(name string) {
 // endpointIPs are the addresses the Service's EndpointSlices list.
 func (f *fixture) endpointIPs(svc string) map[string]bool {
 	f.t.Helper()
-	list, err := f.cs.DiscoveryV1().EndpointSlices(f.ns).List(f.t.Context(), metav1.ListOptions{LabelSelector: discoveryv1.LabelServiceName + "=" + svc})
-	if err != nil {
-		f.t.Fatal(err)
-	}
-	ips := map[string]bool{}
-	for _, s := range list.Items {
-		for _, e := range s.Endpoints {
-			for _, a := range e.Addresses {
-				ips[a] = true
-			}
-		}
-	}
-	return ips
+	return sandboxtest.EndpointIPs(f.t, f.cs, f.ns, svc)
 }
 
 // eventually retries check for up to two minutes.

@@ -182,13 +182,9 @@ func logOptions(t logTarget, since time.Duration, limit int64) *corev1.PodLogOpt
 }
 
 func (Logs) Apply(ctx context.Context, env *action.Env, p runbook.Params, plan *action.Plan) (*action.Result, error) {
-	c, err := env.Kube()
+	c, store, err := collector(env)
 	if err != nil {
 		return nil, err
-	}
-	store, err := env.Evidence()
-	if err != nil {
-		return nil, fmt.Errorf("evidence: %w", err)
 	}
 	targets := plan.State.([]logTarget)
 	limit := limitBytes(p)

@@ -187,13 +187,9 @@ func ReadLines(r io.Reader, each func(line []byte)) error {
 }
 
 func (s LogScan) Apply(ctx context.Context, env *action.Env, p runbook.Params, plan *action.Plan) (*action.Result, error) {
-	c, err := env.Kube()
+	c, store, err := collector(env)
 	if err != nil {
 		return nil, err
-	}
-	store, err := env.Evidence()
-	if err != nil {
-		return nil, fmt.Errorf("evidence: %w", err)
 	}
 	targets := plan.State.([]logTarget)
 	filter := LineFilter{Pattern: regexp.MustCompile(p.String("pattern"))}

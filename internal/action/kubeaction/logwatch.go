@@ -195,13 +195,9 @@ type logWatcher struct {
 }
 
 func (s LogWatch) Apply(ctx context.Context, env *action.Env, p runbook.Params, _ *action.Plan) (*action.Result, error) {
-	c, err := env.Kube()
+	c, store, err := collector(env)
 	if err != nil {
 		return nil, err
-	}
-	store, err := env.Evidence()
-	if err != nil {
-		return nil, fmt.Errorf("evidence: %w", err)
 	}
 	ns, sel, pattern := p.String("namespace"), p.String("selector"), p.String("pattern")
 	start := env.Now()

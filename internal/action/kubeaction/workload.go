@@ -21,6 +21,7 @@ import (
 	"k8s.io/client-go/util/retry"
 
 	"irctl.dev/irctl/internal/action"
+	"irctl.dev/irctl/internal/evidence"
 	"irctl.dev/irctl/internal/kube"
 	"irctl.dev/irctl/internal/runbook"
 )
@@ -275,4 +276,18 @@ func undoRecord[T any](env *action.Env, raw json.RawMessage) (T, *kube.Clients, 
 	}
 	c, err := env.Kube()
 	return u, c, err
+}
+
+// collector opens the clients and the evidence store: the start of every
+// Apply that reads the cluster into evidence.
+func collector(env *action.Env) (*kube.Clients, *evidence.Store, error) {
+	c, err := env.Kube()
+	if err != nil {
+		return nil, nil, err
+	}
+	store, err := env.Evidence()
+	if err != nil {
+		return nil, nil, fmt.Errorf("evidence: %w", err)
+	}
+	return c, store, nil
 }

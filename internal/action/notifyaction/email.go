@@ -68,15 +68,7 @@ func (Email) Spec() runbook.Spec {
 }
 
 func (Email) Plan(_ context.Context, env *action.Env, p runbook.Params) (*action.Plan, error) {
-	in, err := info(env)
-	if err != nil {
-		return nil, err
-	}
-	msg, err := render("message", p.String("message"), DefaultMessage, in)
-	if err != nil {
-		return nil, err
-	}
-	subj, err := render("subject", p.String("subject"), DefaultSubject, in)
+	_, msg, subj, err := texts(env, p, true)
 	if err != nil {
 		return nil, err
 	}

@@ -81,6 +81,24 @@ func info(env *action.Env) (*action.IncidentInfo, error) {
 	return env.Info()
 }
 
+// texts renders a notice's message and, for the channels that have one,
+// its subject, over the incident (returned too, for the channels that
+// send its fields).
+func texts(env *action.Env, p runbook.Params, subject bool) (in *action.IncidentInfo, msg, subj string, err error) {
+	if in, err = info(env); err != nil {
+		return nil, "", "", err
+	}
+	if msg, err = render("message", p.String("message"), DefaultMessage, in); err != nil {
+		return nil, "", "", err
+	}
+	if subject {
+		if subj, err = render("subject", p.String("subject"), DefaultSubject, in); err != nil {
+			return nil, "", "", err
+		}
+	}
+	return in, msg, subj, nil
+}
+
 // render executes the template text (or def when empty) over the incident.
 func render(name, text, def string, in *action.IncidentInfo) (string, error) {
 	if text == "" {

@@ -45,11 +45,7 @@ func (Slack) Spec() runbook.Spec {
 }
 
 func (Slack) Plan(_ context.Context, env *action.Env, p runbook.Params) (*action.Plan, error) {
-	in, err := info(env)
-	if err != nil {
-		return nil, err
-	}
-	msg, err := render("message", p.String("message"), DefaultMessage, in)
+	_, msg, _, err := texts(env, p, false)
 	if err != nil {
 		return nil, err
 	}

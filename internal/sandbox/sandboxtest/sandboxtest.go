@@ -27,6 +27,10 @@ import (
 	"testing"
 	"time"
 
+	discoveryv1 "k8s.io/api/discovery/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+
 	"github.com/jackc/pgx/v5"
 
 	"irctl.dev/irctl/internal/sandbox"
@@ -176,4 +180,23 @@ func GetJSON(t testing.TB, u string, v any) {
 	if err := json.NewDecoder(resp.Body).Decode(v); err != nil {
 		t.Fatalf("GET %s: %v", u, err)
 	}
+}
+
+// EndpointIPs are the addresses the EndpointSlices of Service svc in ns
+// list: where the Service routes now.
+func EndpointIPs(t testing.TB, cs kubernetes.Interface, ns, svc string) map[string]bool {
+	t.Helper()
+	list, err := cs.DiscoveryV1().EndpointSlices(ns).List(t.Context(), metav1.ListOptions{LabelSelector: discoveryv1.LabelServiceName + "=" + svc})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ips := map[string]bool{}
+	for _, s := range list.Items {
+		for _, e := range s.Endpoints {
+			for _, a := range e.Addresses {
+				ips[a] = true
+			}
+		}
+	}
+	return ips
 }
